@@ -1,0 +1,21 @@
+# The two commands of the README. Each creates/repairs .venv first (tools/install/setup_venv.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: env test demo lint clean-env
+
+env:
+	@bash tools/install/setup_venv.sh
+
+test: env
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+demo: env
+	@bash tools/demo.sh
+
+lint: env
+	$(PY) -m flake8 crseg tools tests
+
+clean-env:
+	rm -rf $(VENV)

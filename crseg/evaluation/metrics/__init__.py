@@ -1,0 +1,3 @@
+from .mask_dump import MaskDumpMetric
+
+__all__ = ['MaskDumpMetric']

@@ -1,0 +1,1 @@
+from . import eap, losses, mllms, refiners, segmentors  # noqa: F401

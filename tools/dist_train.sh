@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Multi-process training with torchrun. Single node: tools/dist_train.sh CONFIG GPUS [args]
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
+set -euo pipefail
+CONFIG=${1:?usage: dist_train.sh CONFIG NPROC [train.py args]}
+NPROC=${2:?usage: dist_train.sh CONFIG NPROC [train.py args]}
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
+  echo "dist_train.sh: NNODES=$NNODES needs MASTER_ADDR (the address of node 0)" >&2; exit 2
+fi
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+DIR=$(cd "$(dirname "$0")" && pwd)
+PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec python -m torch.distributed.run \
+  --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
+  --nproc_per_node="$NPROC" --master_port="$PORT" \
+  "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"
