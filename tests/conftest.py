@@ -1,0 +1,6 @@
+import os
+
+# Tests never reach the network: transformers / huggingface_hub stay offline.
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
