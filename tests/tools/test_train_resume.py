@@ -59,9 +59,11 @@ def test_kill_resume_matches_uninterrupted_run(tmp_path, env):
     assert r.returncode == 0, r.stderr[-3000:]
 
     killed = tmp_path / 'killed'
-    r = _run(['tools/train.py', str(CONFIG), '--work-dir', str(killed), '--cfg-options',
-              'custom_imports.imports=[kill_hook]', 'custom_hooks=[{type:KillAtIterHook,at_iter:5}]'],
-             env)
+    kill_cfg = tmp_path / 'kill_at_5.py'
+    kill_cfg.write_text(f"_base_ = ['{CONFIG}']\n"
+                        "custom_imports = dict(imports=['kill_hook'])\n"
+                        "custom_hooks = [dict(type='KillAtIterHook', at_iter=5)]\n")
+    r = _run(['tools/train.py', str(kill_cfg), '--work-dir', str(killed)], env)
     assert r.returncode != 0, 'the run should have been killed'
     assert (killed / 'iter_4.pth').exists() and not (killed / 'iter_8.pth').exists()
 
