@@ -1,0 +1,322 @@
+"""SAM refiner: image embedding (cached) + points / coarse mask / box -> mask.
+
+Call graph::
+
+    forward(images, points, labels, mask_logits, boxes, keys)
+      ├─ encode(images, keys)        # ResizeLongestSide + normalise + pad
+      │    └─ EmbeddingCache         # per key, content-checked, LRU
+      └─ per image:                  # MaskDecoder handles ONE image at a time
+           prompt_encoder(points, box, mask prompt)
+           mask_decoder(...)  -> pick the mask of highest predicted IoU
+           Sam.postprocess_masks    # back to the original image size
+
+Pre- and post-processing are SamPredictor's, so for the same model and
+prompts the masks equal ``SamPredictor.predict(..., return_logits=True)``.
+
+Checkpoints: parts that are frozen *and* came from ``checkpoint=`` are left
+out of :meth:`state_dict` (they are re-read from ``checkpoint`` when the
+model is built). A load pre-hook fills them back in from the module itself,
+so a trained checkpoint loads with ``strict=False`` (mmengine's default) and
+also with ``strict=True``; the segmentor needs nothing special. Frozen parts
+of a model built *without* a checkpoint are random and kept in the state
+dict, since nothing else could restore them.
+"""
+import math
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch import Tensor
+from torchvision.transforms.functional import resize, to_pil_image
+
+from crseg.registry import MODELS
+from .embedding_cache import EmbeddingCache, image_fingerprint
+from .inputs import (check_images, check_keys, split_boxes, split_masks,
+                     split_points)
+from .sam_arch import build_sam, load_sam_checkpoint
+
+_PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
+
+
+def _state_dict_post_hook(module, state_dict, prefix, local_metadata):
+    module._drop_pretrained_frozen(state_dict, prefix)
+
+
+def _load_pre_hook(module, state_dict, prefix, *args):
+    module._fill_pretrained_frozen(state_dict, prefix)
+
+
+@MODELS.register_module()
+class SAMRefiner(BaseModule):
+    """Refine a coarse mask with SAM (``segment_anything``).
+
+    Args:
+        arch (str | dict): ``'vit_b' | 'vit_l' | 'vit_h'`` or an arch dict
+            (see :mod:`crseg.models.refiners.sam_arch`).
+        checkpoint (str, optional): An official SAM ``.pth``; a file that
+            does not fit ``arch`` raises a ``ValueError`` naming both.
+        freeze_image_encoder (bool, optional): Default: True when a
+            checkpoint is given, else False.
+        train_decoder (bool): Train the mask decoder. Default: True.
+        train_prompt_encoder (bool): Train the prompt encoder. Default: False.
+        multimask_output (bool): Predict 3 masks and keep the one with the
+            highest predicted IoU; False uses SAM's single-mask token.
+        cache_size (int): Image-embedding LRU entries; 0 disables. The cache
+            is used only while the encoder is frozen or the model is in eval
+            mode, and is cleared by ``train(True)`` with a trainable encoder
+            and by ``load_state_dict``.
+        mask_frame (str): Frame of ``mask_logits``. ``'image'`` (default):
+            they cover the original image, so they are resized onto the part
+            of SAM's padded square the image occupies and the rest is filled
+            with ``mask_pad_value``. ``'padded'``: they are in SAM's padded
+            input frame, like the returned ``low_res_logits``, and are
+            resized to the whole mask-prompt square.
+        mask_pad_value (float, optional): Fill of the padded mask-prompt
+            area; None uses each sample's minimum logit (surely background).
+        encoder_batch_size (int): Images per image-encoder call.
+        init_cfg (dict, optional): mmengine init config. Note that weights
+            from ``checkpoint`` are loaded at construction.
+    """
+
+    def __init__(self, arch='vit_b', checkpoint: Optional[str] = None,
+                 freeze_image_encoder: Optional[bool] = None,
+                 train_decoder: bool = True,
+                 train_prompt_encoder: bool = False,
+                 multimask_output: bool = True, cache_size: int = 16,
+                 mask_frame: str = 'image',
+                 mask_pad_value: Optional[float] = None,
+                 encoder_batch_size: int = 8, init_cfg=None) -> None:
+        super().__init__(init_cfg)
+        if mask_frame not in ('image', 'padded'):
+            raise ValueError(f"mask_frame must be 'image' or 'padded', got "
+                             f'{mask_frame!r}')
+        self.arch = arch
+        self.sam = build_sam(arch)
+        self.checkpoint = checkpoint
+        if checkpoint is not None:
+            load_sam_checkpoint(self.sam, checkpoint, repr(arch))
+            print_log(f'SAMRefiner: loaded {checkpoint} into arch {arch!r}',
+                      logger='current')
+        elif self.sam.image_encoder.pos_embed is not None:
+            # SAM's absolute position embedding starts at zeros; from
+            # scratch it would never break the patch symmetry.
+            torch.nn.init.trunc_normal_(self.sam.image_encoder.pos_embed,
+                                        std=0.02)
+        if freeze_image_encoder is None:
+            freeze_image_encoder = checkpoint is not None
+        self.frozen = dict(image_encoder=bool(freeze_image_encoder),
+                           prompt_encoder=not train_prompt_encoder,
+                           mask_decoder=not train_decoder)
+        for part, frozen in self.frozen.items():
+            getattr(self.sam, part).requires_grad_(not frozen)
+        # Only pretrained frozen weights can be re-read from `checkpoint`.
+        self._excluded = tuple(f'sam.{p}.' for p, f in self.frozen.items()
+                               if f and checkpoint is not None)
+        self.multimask_output = multimask_output
+        self.mask_frame = mask_frame
+        self.mask_pad_value = mask_pad_value
+        if encoder_batch_size < 1:
+            raise ValueError(f'encoder_batch_size must be >= 1, got '
+                             f'{encoder_batch_size}')
+        self.encoder_batch_size = encoder_batch_size
+        self.img_size = self.sam.image_encoder.img_size
+        self.transform = ResizeLongestSide(self.img_size)
+        self.cache = EmbeddingCache(cache_size)
+        self.register_state_dict_post_hook(_state_dict_post_hook)
+        self.register_load_state_dict_pre_hook(_load_pre_hook)
+        self.train(self.training)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def mask_input_size(self) -> tuple:
+        """Size of the mask prompt: 4x the embedding grid (256 for SAM)."""
+        return tuple(self.sam.prompt_encoder.mask_input_size)
+
+    @property
+    def encoder_trainable(self) -> bool:
+        return not self.frozen['image_encoder']
+
+    @property
+    def use_cache(self) -> bool:
+        """Cached embeddings are valid only while the encoder cannot change."""
+        return self.cache.enabled and (not self.encoder_trainable
+                                       or not self.training)
+
+    # --------------------------------------------------- frozen-part upkeep
+    def train(self, mode: bool = True) -> 'SAMRefiner':
+        """Set train/eval mode, keeping frozen parts in eval mode."""
+        super().train(mode)
+        for part, frozen in self.frozen.items():
+            if frozen:
+                getattr(self.sam, part).eval()
+        if mode and self.encoder_trainable:
+            self.cache.clear()
+        return self
+
+    def _drop_pretrained_frozen(self, state_dict, prefix: str) -> None:
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            if key[len(prefix):].startswith(self._excluded):
+                del state_dict[key]
+
+    def _fill_pretrained_frozen(self, state_dict, prefix: str) -> None:
+        self.cache.clear()
+        if not self._excluded:
+            return
+        for part_prefix in self._excluded:
+            part = getattr(self.sam, part_prefix.split('.')[1])
+            own = part.state_dict(prefix=prefix + part_prefix,
+                                  keep_vars=True)
+            for key, value in own.items():
+                state_dict.setdefault(key, value.detach())
+
+    # -------------------------------------------------------------- encoder
+    def input_size(self, h: int, w: int) -> tuple:
+        """Size after ResizeLongestSide; a side never rounds down to 0."""
+        new_h, new_w = self.transform.get_preprocess_shape(h, w,
+                                                           self.img_size)
+        return max(new_h, 1), max(new_w, 1)
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        """``[3, H, W]`` uint8 -> ``[1, 3, S, S]`` as SamPredictor does.
+
+        Resizing goes through PIL on the host, exactly like
+        ``ResizeLongestSide.apply_image`` (a 4000 px image is ~48 MB there).
+        """
+        size = self.input_size(*image.shape[-2:])
+        hwc = image.detach().cpu().permute(1, 2, 0).numpy()
+        resized = np.array(resize(to_pil_image(hwc), list(size)))
+        x = torch.as_tensor(resized, device=self.sam.device)
+        x = x.permute(2, 0, 1).contiguous()[None]
+        return self.sam.preprocess(x)
+
+    def _run_encoder(self, batch: Tensor) -> Tensor:
+        if self.encoder_trainable and torch.is_grad_enabled():
+            return self.sam.image_encoder(batch)
+        with torch.no_grad():
+            return self.sam.image_encoder(batch)
+
+    def encode(self, images, keys: Optional[Sequence] = None) -> List[Tensor]:
+        """Image embeddings, one ``[1, C, g, g]`` per image.
+
+        Images with a key are looked up in (and added to) the cache while
+        :attr:`use_cache` holds; the same key twice in one call is encoded
+        once. Misses are encoded ``encoder_batch_size`` at a time.
+        """
+        images = check_images(images)
+        keys = check_keys(keys, len(images))
+        out: List[Optional[Tensor]] = [None] * len(images)
+        todo = {}  # (key, fingerprint) or index -> [indices]
+        for i, (img, key) in enumerate(zip(images, keys)):
+            if self.use_cache and key is not None:
+                fp = image_fingerprint(img)
+                if (key, fp) not in todo:
+                    out[i] = self.cache.get(key, fp)
+                if out[i] is None:
+                    todo.setdefault((key, fp), []).append(i)
+            else:
+                todo[i] = [i]
+        groups = list(todo.items())
+        step = self.encoder_batch_size
+        for start in range(0, len(groups), step):
+            chunk = groups[start:start + step]
+            batch = torch.cat([self.preprocess(images[idx[0]])
+                               for _, idx in chunk])
+            embeds = self._run_encoder(batch)
+            for (tag, idx), emb in zip(chunk, embeds):
+                emb = emb[None]
+                if isinstance(tag, tuple):
+                    self.cache.put(tag[0], tag[1], emb)
+                for i in idx:
+                    out[i] = emb
+        return out
+
+    # -------------------------------------------------------------- prompts
+    def _mask_prompt(self, mask: Optional[Tensor], size: tuple):
+        """Coarse logits ``[1, h, w]`` -> mask prompt ``[1, 1, m, m]``."""
+        if mask is None:
+            return None
+        m_h, m_w = self.mask_input_size
+        mask = mask[None].to(self.sam.device)
+        if self.mask_frame == 'padded':
+            target = (m_h, m_w)
+        else:
+            target = (min(m_h, math.ceil(size[0] * m_h / self.img_size)),
+                      min(m_w, math.ceil(size[1] * m_w / self.img_size)))
+        if tuple(mask.shape[-2:]) != target:
+            mask = F.interpolate(mask, target, mode='bilinear',
+                                 align_corners=False)
+        if target != (m_h, m_w):
+            fill = (mask.min().detach() if self.mask_pad_value is None
+                    else self.mask_pad_value)
+            mask = F.pad(mask, (0, m_w - target[1], 0, m_h - target[0]),
+                         value=float(fill))
+        return mask
+
+    def _scale_xy(self, xy: Tensor, orig: tuple) -> Tensor:
+        """Original-image (x, y) -> resized-input coordinates (float64 math
+        as ``ResizeLongestSide.apply_coords`` does in numpy)."""
+        new_h, new_w = self.input_size(*orig)
+        scale = torch.tensor([new_w / orig[1], new_h / orig[0]],
+                             dtype=torch.float64, device=xy.device)
+        return (xy.double() * scale).float().to(self.sam.device)
+
+    # -------------------------------------------------------------- forward
+    def forward(self, images, points=None, labels=None, mask_logits=None,
+                boxes=None, keys=None) -> dict:
+        """Refine one prompt set per image.
+
+        Args:
+            images: list of ``[3, H, W]`` uint8 RGB tensors (sizes may
+                differ) or a ``[B, 3, H, W]`` uint8 tensor.
+            points: ``[B, K, 2]`` (x, y) in original pixel coordinates.
+            labels: ``[B, K]``, 1 / 0 / -1 (padding, dropped per sample).
+            mask_logits: ``[B, 1, h, w]`` or a list of ``[1, h, w]`` (or
+                None entries) at any resolution; see ``mask_frame``.
+            boxes: ``[B, 4]`` xyxy in original pixel coordinates.
+            keys: cache keys, one per image (e.g. ``img_path``).
+
+        A sample with no point, box or mask takes SAM's no-prompt path
+        (no sparse token, the learned no-mask dense embedding).
+
+        Returns:
+            dict: ``mask_logits`` (list of ``[1, H_i, W_i]`` at each original
+            size), ``iou_pred`` (``[B]``) and ``low_res_logits``
+            (``[B, 1, m, m]`` in SAM's padded frame).
+        """
+        images = check_images(images)
+        n = len(images)
+        pts, lbs = split_points(points, labels, n)
+        bxs = split_boxes(boxes, n)
+        msks = split_masks(mask_logits, n)
+        embeds = self.encode(images, keys)
+        prompt_encoder = self.sam.prompt_encoder
+        dense_pe = prompt_encoder.get_dense_pe()
+        full, ious, lows = [], [], []
+        for i, image in enumerate(images):
+            orig = tuple(image.shape[-2:])
+            size = self.input_size(*orig)
+            point_prompt = None
+            if pts[i] is not None:
+                point_prompt = (self._scale_xy(pts[i], orig)[None],
+                                lbs[i].to(self.sam.device, torch.int)[None])
+            box = (None if bxs[i] is None else
+                   self._scale_xy(bxs[i].reshape(2, 2), orig).reshape(1, 4))
+            sparse, dense = prompt_encoder(
+                points=point_prompt, boxes=box,
+                masks=self._mask_prompt(msks[i], size))
+            low, iou = self.sam.mask_decoder(
+                image_embeddings=embeds[i], image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=self.multimask_output)
+            best = iou.argmax(dim=1)
+            low, iou = low[:, best], iou[:, best]
+            full.append(self.sam.postprocess_masks(low, size, orig)[0])
+            ious.append(iou.reshape(1))
+            lows.append(low)
+        return dict(mask_logits=full, iou_pred=torch.cat(ious),
+                    low_res_logits=torch.cat(lows))
