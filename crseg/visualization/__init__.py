@@ -1,0 +1,3 @@
+from .reasonseg_visualizer import ReasonSegVisualizer, render_prediction
+
+__all__ = ['ReasonSegVisualizer', 'render_prediction']
