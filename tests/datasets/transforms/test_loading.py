@@ -1,0 +1,42 @@
+"""LoadReasonSegAnnotations on real files (via the dataset) and bad cases."""
+import numpy as np
+import pytest
+
+from crseg.registry import DATASETS, TRANSFORMS
+
+
+def run(results, *types):
+    for t in types:
+        results = TRANSFORMS.build(dict(type=t))(results)
+    return results
+
+
+def test_loads_target_and_empty_from_files(lisa_root):
+    ds = DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='val'))
+    r = run(ds.get_data_info(0), 'LoadImageFromFile', 'LoadReasonSegAnnotations')
+    seg = r['gt_seg_map']
+    assert seg.shape == (20, 30) and seg.dtype == np.uint8
+    assert (seg[2:11, 2:11] == 1).all() and (seg == 1).sum() == 81
+    assert 'gt_seg_map' in r['seg_fields']
+    empty = run(ds.get_data_info(1), 'LoadImageFromFile', 'LoadReasonSegAnnotations')
+    assert empty['gt_seg_map'].shape == (20, 30) and not empty['gt_seg_map'].any()
+
+
+def test_target_fully_covered_raises():
+    results = dict(ann_path='x.json', img_shape=(10, 10), ori_shape=(10, 10), shapes=[
+        dict(label='target', points=[[4, 4], [5, 4], [5, 5], [4, 5]]),
+        dict(label='ignore', points=[[4, 4], [5, 4], [5, 5], [4, 5]])])  # same area: ignore painted later
+    with pytest.raises(ValueError, match='x.json.*no target pixel'):
+        run(results, 'LoadReasonSegAnnotations')
+
+
+def test_needs_image_size():
+    with pytest.raises(KeyError, match='LoadImageFromFile'):
+        run(dict(ann_path='y.json', shapes=[]), 'LoadReasonSegAnnotations')
+
+
+def test_rle_size_mismatch():
+    seg = dict(size=[4, 4], counts='04')
+    with pytest.raises(ValueError, match=r'RLE size \[4, 4\].*\[10, 10\]'):
+        run(dict(img_shape=(10, 10), shapes=[dict(label='target', segmentation=seg)]),
+            'LoadReasonSegAnnotations')
