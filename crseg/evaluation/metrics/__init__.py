@@ -1,3 +1,4 @@
 from .mask_dump import MaskDumpMetric
+from .reasonseg_metric import ReasonSegMetric
 
-__all__ = ['MaskDumpMetric']
+__all__ = ['MaskDumpMetric', 'ReasonSegMetric']
