@@ -1,0 +1,245 @@
+"""EAP capture: answer-row -> image-key attention under SDPA, without eager attention.
+
+How it works
+------------
+:func:`register_eap_attention` registers, in transformers' ``AttentionInterface`` (and the mask
+interface), a function named ``crseg_eap_<base>`` (e.g. ``crseg_eap_sdpa``). The MLLM adapters
+switch only their *language model* to it (the vision tower keeps its own backend). The function
+always returns the normal ``<base>`` attention output. When an :class:`EAPCapture` is active
+(``with capture:``) and the layer is selected, it also recomputes, for the selected query rows
+only,
+
+    softmax(Q_rows K^T * scale + mask)      (float32, all keys, GQA: kv heads repeated)
+
+and keeps the image-key columns. The mask is the model's own (bool or additive) 4D mask; when the
+backend was given ``None`` with ``is_causal`` (SDPA's fast path), the causal mask is applied here.
+This equals eager ``output_attentions`` on the same rows (tested) and costs O(rows x keys) per
+layer instead of O(keys^2). Gradients flow through the recomputation in training mode.
+
+Two recording modes, set by the adapter through :meth:`EAPCapture.start`:
+
+* ``'rows'`` (teacher-forced forward): each sample's query rows are given as absolute sequence
+  indices (``MLLMBatch.query_rows``; which rows is the ``rows`` option: ``'answer'`` = the answer
+  tokens' positions, ``'pre_answer'`` = the positions that *predict* them (shifted by one),
+  ``'response'`` = every response token);
+* ``'decode'`` (``generate`` with a kv cache): the last query row of every forward call (prefill
+  and each decoding step) is recorded, so generation needs no extra forward pass.
+
+Channels are ordered layer-major: channel ``c = i * H' + j`` for the i-th selected layer and the
+j-th selected head; ``num_channels(L, H) = L' * H'`` is the coarse head's ``in_channels``.
+"""
+import contextvars
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor
+
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar('crseg_eap_capture', default=None)
+EAP_ATTN_PREFIX = 'crseg_eap_'
+ROW_MODES = ('answer', 'pre_answer', 'response')
+
+
+def register_eap_attention(base: str = 'sdpa') -> str:
+    """Register the capturing wrapper around attention backend ``base``; return its name.
+
+    Idempotent. ``base`` must be a backend of ``ALL_ATTENTION_FUNCTIONS`` (e.g. 'sdpa'); 'eager'
+    has no entry there, so a model loaded with eager attention runs without this wrapper and a
+    capture on it raises (use eager's ``output_attentions`` instead).
+    """
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    if base.startswith(EAP_ATTN_PREFIX):
+        return base
+    name = EAP_ATTN_PREFIX + base
+    if name in ALL_ATTENTION_FUNCTIONS._global_mapping:
+        return name
+    if base not in ALL_ATTENTION_FUNCTIONS._global_mapping:
+        raise KeyError(f'register_eap_attention: attention backend {base!r} is not in '
+                       f'transformers AttentionInterface ({sorted(ALL_ATTENTION_FUNCTIONS)})')
+    base_fn = ALL_ATTENTION_FUNCTIONS[base]
+
+    def eap_attention(module, query, key, value, attention_mask, **kwargs):
+        out = base_fn(module, query, key, value, attention_mask, **kwargs)
+        capture = _ACTIVE.get()
+        if capture is not None:
+            capture._record(module, query, key, attention_mask, kwargs.get('scaling'),
+                            kwargs.get('is_causal'))
+        return out
+
+    ALL_ATTENTION_FUNCTIONS.register(name, eap_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    return name
+
+
+def _select(spec, n: int, what: str) -> List[int]:
+    if spec == 'all' or spec is None:
+        return list(range(n))
+    if isinstance(spec, int):
+        spec = [spec]
+    out = []
+    for i in spec:
+        if not -n <= int(i) < n:
+            raise ValueError(f'EAPCapture: {what} index {i} out of range for {n} {what}s')
+        out.append(int(i) % n)
+    if len(set(out)) != len(out):
+        raise ValueError(f'EAPCapture: duplicate {what}s in {list(spec)}')
+    return out
+
+
+class EAPCapture:
+    """Which attention to capture, and the recorder used during one forward / generate call.
+
+    Args:
+        layers: 'all' or a list of layer indices (negatives count from the end).
+        heads: 'all' or a list of attention-head indices (query heads; GQA handled).
+        head_weights: optional weights multiplied into the channels: a list of length H' (per
+            selected head) or a nested list [L'][H'].
+        rows: 'answer' | 'pre_answer' | 'response' (see the module docstring).
+
+    Use: ``capture = EAPCapture.build(dict(layers=[-4, -3, -2, -1], rows='answer'))`` and pass it
+    to ``adapter.forward(batch, capture)`` / ``adapter.generate(..., capture=capture)``.
+    """
+
+    def __init__(self, layers: Union[str, Sequence[int]] = 'all',
+                 heads: Union[str, Sequence[int]] = 'all',
+                 head_weights: Optional[Sequence] = None, rows: str = 'answer'):
+        if rows not in ROW_MODES:
+            raise ValueError(f'EAPCapture: rows={rows!r}, expected one of {ROW_MODES}')
+        self.layers, self.heads, self.head_weights, self.rows = layers, heads, head_weights, rows
+        self._session = None
+        self._token = None
+
+    @classmethod
+    def build(cls, cfg: Union[dict, 'EAPCapture', None]) -> Optional['EAPCapture']:
+        """Build from a config dict (keys of ``__init__``), pass an instance through, None -> None."""
+        if cfg is None or isinstance(cfg, EAPCapture):
+            return cfg
+        cfg = dict(cfg)
+        cfg.pop('type', None)
+        return cls(**cfg)
+
+    # ---------------------------------------------------------------- selection
+    def layer_ids(self, num_layers: int) -> List[int]:
+        return _select(self.layers, num_layers, 'layer')
+
+    def head_ids(self, num_heads: int) -> List[int]:
+        return _select(self.heads, num_heads, 'head')
+
+    def num_channels(self, num_layers: int, num_heads: int) -> int:
+        """L' * H' after selection: the coarse head's ``in_channels``."""
+        return len(self.layer_ids(num_layers)) * len(self.head_ids(num_heads))
+
+    def _weights(self, n_layers: int, n_heads: int) -> Optional[Tensor]:
+        if self.head_weights is None:
+            return None
+        w = torch.as_tensor(self.head_weights, dtype=torch.float32)
+        if w.shape == (n_heads,):
+            w = w.expand(n_layers, n_heads)
+        if w.shape != (n_layers, n_heads):
+            raise ValueError(f'EAPCapture: head_weights of shape {tuple(w.shape)}; expected '
+                             f'({n_heads},) or ({n_layers}, {n_heads}) for the selection')
+        return w
+
+    # ---------------------------------------------------------------- session
+    def start(self, num_layers: int, num_heads: int, mode: str,
+              query_rows: Optional[List[Tensor]] = None):
+        """Begin recording (called by the adapter before the forward / generate call)."""
+        if mode not in ('rows', 'decode'):
+            raise ValueError(f'EAPCapture.start: mode={mode!r}')
+        if mode == 'rows' and query_rows is None:
+            raise ValueError("EAPCapture.start: mode 'rows' needs query_rows")
+        layer_ids = self.layer_ids(num_layers)
+        self._session = dict(
+            mode=mode, layer_pos={lid: i for i, lid in enumerate(layer_ids)},
+            heads=self.head_ids(num_heads), num_heads=num_heads,
+            weights=self._weights(len(layer_ids), len(self.head_ids(num_heads))),
+            rows=[r.long() for r in query_rows] if query_rows is not None else None,
+            store={lid: [] for lid in layer_ids})
+        return self
+
+    def __enter__(self):
+        if self._session is None:
+            raise RuntimeError('EAPCapture: call start() (the adapter does) before entering')
+        self._token = _ACTIVE.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _ACTIVE.reset(self._token)
+        self._token = None
+        return False
+
+    def _record(self, module, query: Tensor, key: Tensor, mask: Optional[Tensor],
+                scaling: Optional[float], is_causal: Optional[bool]) -> None:
+        s = self._session
+        lid = getattr(module, 'layer_idx', None)
+        if s is None or lid not in s['store']:
+            return
+        bsz, n_heads, q_len, head_dim = query.shape
+        kv_len = key.shape[2]
+        offset = kv_len - q_len  # absolute index of the first query row
+        rep = n_heads // key.shape[1]
+        heads = torch.tensor(s['heads'], device=query.device)
+        scale = scaling if scaling is not None else head_dim ** -0.5
+        causal = is_causal if is_causal is not None else getattr(module, 'is_causal', True)
+        out = []
+        for b in range(bsz):
+            if s['mode'] == 'rows':
+                local = s['rows'][b].to(query.device) - offset
+            else:
+                local = torch.tensor([q_len - 1], device=query.device)
+            q = query[b, heads][:, local].float()  # [H', R, d]
+            k = key[b, heads // rep].float()  # [H', kv, d]
+            scores = q @ k.transpose(-1, -2) * scale
+            if mask is not None:
+                m = mask[b if mask.shape[0] > 1 else 0]
+                m = m[:, local if m.shape[1] > 1 else torch.zeros_like(local), :kv_len]
+                if m.shape[0] > 1:
+                    m = m[heads]
+                scores = (scores.masked_fill(~m, float('-inf')) if m.dtype == torch.bool
+                          else scores + m.float())
+            elif causal and q_len > 1:
+                keys = torch.arange(kv_len, device=query.device)
+                scores = scores.masked_fill(keys[None, None, :] > (local + offset)[None, :, None],
+                                            float('-inf'))
+            out.append(scores.softmax(-1))  # [H', R, kv]
+        s['store'][lid].append(out)  # one entry per forward call: per-sample tensors
+
+    def collect(self, image_positions: List[Tensor]) -> List[Tensor]:
+        """Finish recording; per sample ``[R, C, n_img]`` (rows mode) or ``[calls, C, n_img]``.
+
+        ``image_positions[b]`` are the image-token key indices of sample b (absolute positions).
+        """
+        s = self._session
+        if s is None:
+            raise RuntimeError('EAPCapture.collect: nothing recorded (start() not called)')
+        self._session = None
+        empty = [lid for lid, calls in s['store'].items() if not calls]
+        if empty:
+            raise RuntimeError(
+                f'EAPCapture: layers {empty} recorded nothing; is the language model running the '
+                f"'{EAP_ATTN_PREFIX}*' attention (not eager)?")
+        results = []
+        for b, pos in enumerate(image_positions):
+            per_layer = []
+            for calls in s['store'].values():
+                rows = [call[b][..., pos.to(call[b].device)] for call in calls]
+                per_layer.append(torch.cat(rows, dim=1))  # [H', R, n]
+            att = torch.stack(per_layer)  # [L', H', R, n]
+            if s['weights'] is not None:
+                att = att * s['weights'].to(att.device)[:, :, None, None]
+            results.append(att.flatten(0, 1).transpose(0, 1))  # [R, C, n]
+        return results
+
+
+def active_capture() -> Optional[EAPCapture]:
+    """The capture currently recording (inside ``with capture:``), or None."""
+    return _ACTIVE.get()
+
+
+def log_capture_fallback(msg: str) -> None:
+    print_log(f'EAP capture: {msg}', logger='current', level=30)
+
+
+__all__ = ['EAPCapture', 'register_eap_attention', 'active_capture', 'EAP_ATTN_PREFIX',
+           'ROW_MODES']

@@ -1,0 +1,135 @@
+"""Coarse maps from captured attention: a learned head and a training-free aggregator.
+
+Both take ``x`` = [B, C, h, w] (C = layers x heads from :class:`EAPCapture`, the patch grid of
+the image) and return logits-like maps [B, 1, h*up, w*up] where ``> 0`` means "target".
+Every channel is first normalized over space (divided by its spatial sum, so each channel is a
+distribution over the image tokens whatever share of the row's attention went to the image).
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from crseg.registry import MODELS
+from ..losses.bce_dice import bce_dice_losses
+
+
+def normalize_channels(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Each channel divided by its spatial sum (a distribution over the h*w cells)."""
+    return x / x.sum(dim=(-2, -1), keepdim=True).clamp(min=eps)
+
+
+def standardize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Per-sample z-score over (C, h, w); a flat map becomes all zeros."""
+    mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+    std = x.std(dim=(-3, -2, -1), keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp(min=eps) * (std > eps)
+
+
+@MODELS.register_module()
+class EAPCoarseHead(BaseModule):
+    """Learned coarse head: small conv stack + pixel-shuffle upsampling.
+
+    Args:
+        in_channels: C = selected layers x heads (read it from ``EAPCapture.num_channels``).
+        channels: hidden width. upsample: output stride factor (pixel shuffle).
+        num_convs: 3x3 conv + GroupNorm + ReLU blocks before the 1x1 projection.
+        loss_bce_weight / loss_dice_weight / ignore_index: see :meth:`loss`.
+
+    The input is channel-normalized (:func:`normalize_channels`) then scaled by h*w (a uniform
+    map becomes all ones), so the head sees resolution-independent values.
+    """
+
+    def __init__(self, in_channels: int, channels: int = 32, upsample: int = 4,
+                 num_convs: int = 2, loss_bce_weight: float = 1.0,
+                 loss_dice_weight: float = 1.0, ignore_index: int = 255,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        if in_channels < 1 or upsample < 1:
+            raise ValueError(f'EAPCoarseHead: in_channels={in_channels}, upsample={upsample} '
+                             'must be >= 1')
+        self.in_channels, self.upsample = in_channels, upsample
+        self.loss_bce_weight, self.loss_dice_weight = loss_bce_weight, loss_dice_weight
+        self.ignore_index = ignore_index
+        layers, c = [], in_channels
+        for _ in range(num_convs):
+            layers += [nn.Conv2d(c, channels, 3, padding=1),
+                       nn.GroupNorm(min(8, channels), channels), nn.ReLU(inplace=True)]
+            c = channels
+        layers.append(nn.Conv2d(c, upsample * upsample, 1))
+        self.convs = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, h, w] attention -> [B, 1, h*up, w*up] logits."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'EAPCoarseHead: expected [B, {self.in_channels}, h, w], got '
+                             f'{tuple(x.shape)}')
+        h, w = x.shape[-2:]
+        x = normalize_channels(x.float()) * (h * w)
+        return F.pixel_shuffle(self.convs(x), self.upsample)
+
+    def loss(self, logits: Tensor, gt: Tensor) -> dict:
+        """BCE + Dice against ``gt`` [B, H, W] (0/1, ``ignore_index`` ignored).
+
+        Logits are bilinearly resized to the GT size. Keys: loss_coarse_bce, loss_coarse_dice.
+        """
+        if gt.dim() != 3 or logits.shape[0] != gt.shape[0]:
+            raise ValueError(f'EAPCoarseHead.loss: logits {tuple(logits.shape)} vs gt '
+                             f'{tuple(gt.shape)}; expected [B,1,h,w] and [B,H,W]')
+        up = F.interpolate(logits, size=gt.shape[-2:], mode='bilinear', align_corners=False)
+        return bce_dice_losses(up[:, 0], gt.long(), 'loss_coarse', self.loss_bce_weight,
+                               self.loss_dice_weight, self.ignore_index)
+
+
+@MODELS.register_module()
+class AttentionAggregator(BaseModule):
+    """Training-free coarse map (no weights), same forward contract as :class:`EAPCoarseHead`.
+
+    Args:
+        mode: 'mean' (mean of all normalized channels) or 'top_heads' (mean of the ``top_k``
+            channels with the highest *concentration* score = log(h*w) - entropy of the
+            channel's distribution: 0 for a uniform channel, log(h*w) for a single cell).
+            Caveat: a head that dumps its attention on one "sink" token scores high too.
+        top_k: channels kept by 'top_heads'.
+        offset: subtracted from the z-score. Output = z-score of the aggregated map over its
+            cells minus ``offset``, so ``> 0`` means "more than ``offset`` standard deviations
+            above the map's mean attention" (offset 0: above-average cells). A flat map gives
+            ``-offset`` everywhere (the point sampler detects flat maps and falls back).
+        upsample: bilinear upsampling factor of the output (1 = grid resolution).
+    """
+
+    def __init__(self, mode: str = 'mean', top_k: int = 8, offset: float = 0.0,
+                 upsample: int = 1, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg)
+        if mode not in ('mean', 'top_heads'):
+            raise ValueError(f"AttentionAggregator: mode={mode!r}, expected 'mean' or "
+                             "'top_heads'")
+        self.mode, self.top_k, self.offset, self.upsample = mode, top_k, offset, upsample
+
+    @staticmethod
+    def concentration(x: Tensor) -> Tensor:
+        """[B, C] score per channel: log(n) - entropy of the normalized channel."""
+        p = normalize_channels(x.float()).flatten(2)
+        ent = -(p * p.clamp(min=1e-12).log()).sum(-1)
+        return torch.log(torch.tensor(float(p.shape[-1]))) - ent
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, h, w] -> [B, 1, h*up, w*up] (z-scored, see class docstring)."""
+        if x.dim() != 4:
+            raise ValueError(f'AttentionAggregator: expected [B, C, h, w], got {tuple(x.shape)}')
+        p = normalize_channels(x.float())
+        if self.mode == 'top_heads':
+            k = min(self.top_k, p.shape[1])
+            idx = self.concentration(x).topk(k, dim=1).indices  # [B, k]
+            p = torch.gather(p, 1, idx[:, :, None, None].expand(-1, -1, *p.shape[-2:]))
+        out = standardize(p.mean(1, keepdim=True)) - self.offset
+        if self.upsample > 1:
+            out = F.interpolate(out, scale_factor=self.upsample, mode='bilinear',
+                                align_corners=False)
+        return out
+
+
+__all__ = ['EAPCoarseHead', 'AttentionAggregator', 'normalize_channels', 'standardize']

@@ -1,0 +1,106 @@
+"""Point prompts (and an optional box) from a coarse map, in image pixels, for SAM."""
+from typing import Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+from torch import Tensor
+
+from crseg.registry import MODELS
+
+
+def _greedy(order: Tensor, w: int, k: int, min_distance: int, taken: list) -> list:
+    """Walk ``order`` (flat indices), keep cells at Chebyshev distance >= min_distance."""
+    picked = []
+    for idx in order.tolist():
+        if len(picked) >= k:
+            break
+        y, x = divmod(idx, w)
+        if all(max(abs(y - py), abs(x - px)) >= min_distance for py, px in taken + picked):
+            picked.append((y, x))
+    return picked
+
+
+@MODELS.register_module()
+class PointSampler:
+    """Top-k peaks as positives, low-attention cells as negatives, scaled to image pixels.
+
+    Args:
+        num_pos / num_neg: points of each kind; the output always has K = num_pos + num_neg
+            rows, missing points padded with label -1 (SAM's padding label).
+        min_distance: minimum Chebyshev distance (grid cells) between any two chosen points.
+        neg_quantile: negatives come from the cells at or below this quantile of the map, the
+            lowest first.
+        with_box: also return the xyxy box (image pixels) around the cells with logit >
+            ``box_threshold`` (the top cell's box when none is).
+
+    Fallback (counted in ``num_fallbacks`` and logged): a map with any NaN/inf, an empty map,
+    or a flat map (max - min <= ``flat_eps``) gives one positive at the image centre, no
+    negatives, and a full-image box when ``with_box``; ``fallback`` says why.
+    """
+
+    def __init__(self, num_pos: int = 1, num_neg: int = 1, min_distance: int = 2,
+                 neg_quantile: float = 0.2, with_box: bool = False,
+                 box_threshold: float = 0.0, flat_eps: float = 1e-6):
+        if num_pos < 1 or num_neg < 0 or min_distance < 0 or not 0 < neg_quantile <= 1:
+            raise ValueError(f'PointSampler: num_pos={num_pos} (>=1), num_neg={num_neg} (>=0),'
+                             f' min_distance={min_distance} (>=0), neg_quantile='
+                             f'{neg_quantile} (in (0, 1])')
+        self.num_pos, self.num_neg, self.min_distance = num_pos, num_neg, min_distance
+        self.neg_quantile, self.with_box = neg_quantile, with_box
+        self.box_threshold, self.flat_eps = box_threshold, flat_eps
+        self.num_fallbacks = 0
+
+    def _why_fallback(self, m: Tensor) -> Optional[str]:
+        if m.numel() == 0:
+            return 'empty map'
+        if not torch.isfinite(m).all():
+            return f'{int((~torch.isfinite(m)).sum())} non-finite values in the map'
+        if float(m.max() - m.min()) <= self.flat_eps:
+            return 'flat map'
+        return None
+
+    def __call__(self, coarse: Tensor, image_size: Tuple[int, int]) -> dict:
+        """coarse [h, w] logits, image_size (H, W) -> dict(points [K,2] xy, labels [K], box, fallback)."""
+        if coarse.dim() != 2:
+            raise ValueError(f'PointSampler: coarse map must be [h, w], got {tuple(coarse.shape)}')
+        H, W = image_size
+        m = coarse.detach().float().cpu()
+        h, w = m.shape if m.numel() else (1, 1)
+        K = self.num_pos + self.num_neg
+        points = torch.zeros(K, 2)
+        labels = torch.full((K,), -1, dtype=torch.long)
+        sx, sy = W / w, H / h
+        why = self._why_fallback(m)
+        if why is not None:
+            self.num_fallbacks += 1
+            print_log(f'PointSampler: {why}; fallback to one positive at the image centre',
+                      logger='current', level=30)
+            points[0] = torch.tensor([W / 2.0, H / 2.0])
+            labels[0] = 1
+            box = torch.tensor([0.0, 0.0, float(W), float(H)]) if self.with_box else None
+            return dict(points=points, labels=labels, box=box, fallback=why)
+        flat = m.flatten()
+        pos = _greedy(flat.argsort(descending=True, stable=True), w, self.num_pos,
+                      self.min_distance, [])
+        neg = []
+        if self.num_neg:
+            thr = torch.quantile(flat, self.neg_quantile)
+            low = (flat <= thr).nonzero()[:, 0]
+            low = low[flat[low].argsort(stable=True)]
+            neg = _greedy(low, w, self.num_neg, self.min_distance, pos)
+        for i, (y, x) in enumerate(pos + neg):
+            points[i] = torch.tensor([(x + 0.5) * sx, (y + 0.5) * sy])
+        labels[:len(pos)] = 1
+        labels[len(pos):len(pos) + len(neg)] = 0
+        box = self._box(m, pos[0], sx, sy) if self.with_box else None
+        return dict(points=points, labels=labels, box=box, fallback=None)
+
+    def _box(self, m: Tensor, peak, sx: float, sy: float) -> Tensor:
+        ys, xs = (m > self.box_threshold).nonzero(as_tuple=True)
+        if ys.numel() == 0:
+            ys, xs = torch.tensor([peak[0]]), torch.tensor([peak[1]])
+        return torch.tensor([float(xs.min()) * sx, float(ys.min()) * sy,
+                             float(xs.max() + 1) * sx, float(ys.max() + 1) * sy])
+
+
+__all__ = ['PointSampler']

@@ -1,0 +1,304 @@
+"""MLLM adapter interface: inputs, teacher-forced forward with EAP capture, generation.
+
+Call graph::
+
+    build_inputs(images, prompts, responses?, answer_spans?, rows)  -> MLLMBatch
+        _encode_sample: chat template -> [prefix(+image tokens) | query | suffix | response | eos]
+        _image_grid (family)  -> ImageTokenLayout(positions, grid)
+    forward(batch, capture?)  -> {'loss_lm', 'attn_maps', 'row_attn'}
+        hf_model(**model_inputs) inside ``with capture`` (EAP attention on the language model)
+    generate(images, prompts, capture?) -> [GenerationResult]
+        hf_model.generate(...) inside ``with capture`` ('decode' mode: one row per step)
+
+A family (LLaVA, Qwen2-VL, ...) only provides the HF classes and the image grid; see
+``llava.py`` / ``qwen2_vl.py``.
+"""
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
+from .batching import encode_batch
+
+
+@dataclass
+class ImageTokenLayout:
+    """Where one image's tokens sit in the sequence and the (h, w) grid they form (row-major)."""
+    positions: Tensor
+    grid: Tuple[int, int]
+
+
+@dataclass
+class MLLMBatch:
+    """Model-ready inputs plus the bookkeeping EAP needs (see module docstring)."""
+    model_inputs: dict
+    labels: Optional[Tensor]
+    image_layouts: List[ImageTokenLayout]
+    query_rows: List[Tensor]
+    token_weights: Optional[Tensor] = None
+    response_spans: List[Tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass
+class GenerationResult:
+    """One generated response.
+
+    ``token_char_spans[k]`` is the char span of generated token k in ``text``;
+    ``row_attn[k]`` ([L*H, h, w]) is the attention of token k's query row to the image keys
+    (row semantics follow the capture's ``rows``: 'pre_answer' = the row that predicted token k,
+    otherwise the row where token k is the input).
+    """
+    text: str
+    token_ids: List[int]
+    token_char_spans: List[Tuple[int, int]]
+    row_attn: Optional[Tensor] = None
+
+
+class BaseMLLMAdapter(BaseModule):
+    """Wraps a HF image-text-to-text model for CR-Seg.
+
+    Args:
+        pretrained: local folder or hub id for ``from_pretrained`` (model and, unless
+            ``processor`` is given, processor).
+        config: kwargs of the family's HF config class: random weights (tests, benchmarks).
+        processor: folder of a saved processor (needed with ``config``).
+        torch_dtype: 'float32' | 'bfloat16' | 'float16'.
+        attn_implementation: backend of the language model ('sdpa' by default); the EAP wrapper
+            is put around it. 'eager' works but cannot capture (use output_attentions).
+        lora: dict(r, alpha, target_modules, dropout) -> peft LoRA injected into the model.
+            Default target: the language model's q/k/v/o projections.
+        freeze: freeze the base model weights (LoRA stays trainable); frozen weights stay in
+            eval mode and are left out of ``state_dict``.
+        gradient_checkpointing: enable HF gradient checkpointing (non-reentrant).
+        max_new_tokens: default generation length. answer_token_weight: LM-loss weight of the
+            answer tokens (other response tokens weigh 1).
+    """
+    family = 'base'
+
+    def __init__(self, pretrained: Optional[str] = None, config: Optional[dict] = None,
+                 processor: Optional[str] = None, torch_dtype: str = 'float32',
+                 attn_implementation: str = 'sdpa', lora: Optional[dict] = None,
+                 freeze: bool = False, trust_remote_code: bool = False,
+                 max_new_tokens: int = 64, answer_token_weight: float = 1.0,
+                 gradient_checkpointing: bool = False, init_cfg=None):
+        super().__init__(init_cfg)
+        from transformers import AutoProcessor
+        if (pretrained is None) == (config is None):
+            raise ValueError(f'{type(self).__name__}: give exactly one of pretrained= '
+                             f'({pretrained!r}) and config= ({config!r})')
+        proc_src = processor or pretrained
+        if proc_src is None:
+            raise ValueError(f'{type(self).__name__}: config= needs processor= (a saved '
+                             'processor folder, e.g. from tools/misc/make_tiny_mllm.py)')
+        dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        self.processor = AutoProcessor.from_pretrained(proc_src,
+                                                       trust_remote_code=trust_remote_code)
+        self.tokenizer = self.processor.tokenizer
+        if pretrained is not None:
+            cls = self.model_class(None, pretrained)
+            self.hf_model = cls.from_pretrained(pretrained, dtype=dtype,
+                                                attn_implementation=attn_implementation,
+                                                trust_remote_code=trust_remote_code)
+        else:
+            hf_cfg = self.build_config(dict(config))
+            hf_cfg._attn_implementation = attn_implementation
+            self.hf_model = self.model_class(hf_cfg, None)(hf_cfg).to(dtype)
+        self.attn_implementation = attn_implementation
+        self.can_capture = attn_implementation != 'eager'
+        if self.can_capture:
+            self.text_config._attn_implementation = register_eap_attention(attn_implementation)
+        self.max_new_tokens = max_new_tokens
+        self.answer_token_weight = float(answer_token_weight)
+        self.freeze = freeze
+        if gradient_checkpointing:
+            self.hf_model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={'use_reentrant': False})
+        if lora is not None:
+            self._inject_lora(dict(lora))
+        if freeze:
+            for name, p in self.hf_model.named_parameters():
+                p.requires_grad_('lora_' in name)
+
+    # ------------------------------------------------------------ family hooks
+    def model_class(self, hf_config, pretrained: Optional[str]):
+        """The HF model class for a config (or a pretrained folder)."""
+        raise NotImplementedError
+
+    def build_config(self, config: dict):
+        """The HF config object built from the ``config`` dict."""
+        raise NotImplementedError
+
+    def image_grid(self, encoded: dict, index: int) -> Tuple[int, int]:
+        """(h, w) of the LLM image-token grid of image ``index`` of a processor output."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ properties
+    @property
+    def text_config(self):
+        return self.hf_model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return self.text_config.num_hidden_layers
+
+    @property
+    def num_heads(self) -> int:
+        return self.text_config.num_attention_heads
+
+    @property
+    def image_token_id(self) -> int:
+        return self.hf_model.config.image_token_id
+
+    @property
+    def max_context(self) -> int:
+        return getattr(self.text_config, 'max_position_embeddings', 1 << 30)
+
+    # ------------------------------------------------------------ training set-up
+    def _inject_lora(self, lora: dict) -> None:
+        from peft import LoraConfig, inject_adapter_in_model
+        target = lora.pop('target_modules',
+                          r'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj)')
+        cfg = LoraConfig(r=lora.pop('r', 8), lora_alpha=lora.pop('alpha', 16),
+                         lora_dropout=lora.pop('dropout', 0.0), target_modules=target,
+                         **lora)
+        self.hf_model = inject_adapter_in_model(cfg, self.hf_model)
+        n = sum(p.numel() for k, p in self.hf_model.named_parameters() if 'lora_' in k)
+        print_log(f'{type(self).__name__}: LoRA r={cfg.r} on {target} ({n} params)',
+                  logger='current')
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze and mode and not any(p.requires_grad
+                                            for p in self.hf_model.parameters()):
+            self.hf_model.eval()  # fully frozen: keep dropout etc. in eval mode
+        return self
+
+    def state_dict(self, *args, destination=None, prefix='', keep_vars=False):
+        """Frozen base weights are left out (checkpoints hold what was trained)."""
+        sd = super().state_dict(*args, destination=destination, prefix=prefix,
+                                keep_vars=keep_vars)
+        if not self.freeze:
+            return sd
+        frozen = {prefix + 'hf_model.' + k for k, p in self.hf_model.named_parameters()
+                  if not p.requires_grad}
+        frozen |= {prefix + 'hf_model.' + k for k, _ in self.hf_model.named_buffers()}
+        for k in list(sd):
+            if k in frozen:
+                del sd[k]
+        return sd
+
+    # ------------------------------------------------------------ inputs
+    def chat_text(self, prompt: str) -> str:
+        """The prompt in the model's chat template, with the generation prompt."""
+        msgs = [{'role': 'user', 'content': [{'type': 'image'},
+                                             {'type': 'text', 'text': prompt}]}]
+        return self.processor.apply_chat_template(msgs, tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def build_inputs(self, images: List[np.ndarray], prompts: List[str],
+                     responses: Optional[List[str]] = None,
+                     answer_spans: Optional[List[Tuple[int, int]]] = None,
+                     rows: str = 'answer') -> MLLMBatch:
+        """Tokenize a batch (one RGB uint8 HxWx3 image per sample); see module docstring.
+
+        With ``responses`` the batch is right-padded and labelled for training, otherwise
+        left-padded for generation. ``answer_spans`` are char spans inside each response.
+        """
+        return encode_batch(self, images, prompts, responses, answer_spans, rows)
+
+    # ------------------------------------------------------------ forward / generate
+    def _require_capture(self):
+        if not self.can_capture:
+            raise RuntimeError(f"{type(self).__name__}: attn_implementation='eager' cannot "
+                               'capture; use sdpa (the EAP wrapper) or output_attentions')
+
+    def forward(self, batch: MLLMBatch, capture: Optional[EAPCapture] = None) -> dict:
+        """Teacher-forced forward: ``loss_lm`` (with labels), ``attn_maps`` and ``row_attn``.
+
+        ``attn_maps[b]``: [C, h, w], the mean over sample b's query rows; ``row_attn[b]``:
+        [R, C, h, w]. Differentiable in training mode.
+        """
+        out = {}
+        if capture is not None:
+            self._require_capture()
+            capture.start(self.num_layers, self.num_heads, 'rows', batch.query_rows)
+            with capture:
+                res = self.hf_model(**batch.model_inputs, use_cache=False)
+            pos = [lay.positions for lay in batch.image_layouts]
+            rows = capture.collect(pos)
+            out['row_attn'] = [r.reshape(r.shape[0], r.shape[1], *lay.grid)
+                               for r, lay in zip(rows, batch.image_layouts)]
+            out['attn_maps'] = [r.mean(0) for r in out['row_attn']]
+        else:
+            res = self.hf_model(**batch.model_inputs, use_cache=False)
+        if batch.labels is not None:
+            out['loss_lm'] = self._weighted_lm_loss(res.logits, batch.labels,
+                                                    batch.token_weights)
+        return out
+
+    @staticmethod
+    def _weighted_lm_loss(logits: Tensor, labels: Tensor, weights: Optional[Tensor]) -> Tensor:
+        logits, labels = logits[:, :-1].float(), labels[:, 1:]
+        w = (labels != -100).float() if weights is None else weights[:, 1:].float()
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                             labels.reshape(-1).clamp(min=0), reduction='none')
+        w = w.reshape(-1) * (labels.reshape(-1) != -100)
+        return (ce * w).sum() / w.sum().clamp(min=1e-6)
+
+    @torch.no_grad()
+    def generate(self, images: List[np.ndarray], prompts: List[str],
+                 capture: Optional[EAPCapture] = None,
+                 max_new_tokens: Optional[int] = None) -> List[GenerationResult]:
+        """Greedy generation; with ``capture`` each token's query row is recorded on the fly.
+
+        For rows != 'pre_answer' one extra decoding step is generated (and dropped) so that the
+        last kept token's own row exists; nothing else runs twice.
+        """
+        n_new = max_new_tokens or self.max_new_tokens
+        batch = self.build_inputs(images, prompts)
+        extra = 0 if capture is None or capture.rows == 'pre_answer' else 1
+        gen_kwargs = dict(max_new_tokens=n_new + extra, do_sample=False,
+                          pad_token_id=self.tokenizer.pad_token_id,
+                          eos_token_id=self.tokenizer.eos_token_id)
+        if capture is not None:
+            self._require_capture()
+            capture.start(self.num_layers, self.num_heads, 'decode')
+            with capture:
+                seqs = self.hf_model.generate(**batch.model_inputs, **gen_kwargs)
+            steps = capture.collect([lay.positions for lay in batch.image_layouts])
+        else:
+            seqs = self.hf_model.generate(**batch.model_inputs, **gen_kwargs)
+        prompt_len = batch.model_inputs['input_ids'].shape[1]
+        results = []
+        for b, seq in enumerate(seqs[:, prompt_len:].tolist()):
+            ids = []
+            for t in seq[:n_new]:
+                if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id):
+                    break
+                ids.append(t)
+            text, spans = self._decode_with_spans(ids)
+            row_attn = None
+            if capture is not None:
+                rows = steps[b][extra:extra + len(ids)]
+                row_attn = rows.reshape(len(ids), rows.shape[1], *batch.image_layouts[b].grid)
+            results.append(GenerationResult(text, ids, spans, row_attn))
+        return results
+
+    def _decode_with_spans(self, ids: List[int]):
+        spans, prev = [], ''
+        for k in range(len(ids)):
+            cur = self.tokenizer.decode(ids[:k + 1], skip_special_tokens=True)
+            start = min(len(prev), len(cur))
+            spans.append((start, len(cur)))
+            prev = cur
+        return prev, spans
+
+
+__all__ = ['BaseMLLMAdapter', 'MLLMBatch', 'ImageTokenLayout', 'GenerationResult',
+           'EAP_ATTN_PREFIX']
