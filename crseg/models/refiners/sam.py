@@ -21,12 +21,10 @@ also with ``strict=True``; the segmentor needs nothing special. Frozen parts
 of a model built *without* a checkpoint are random and kept in the state
 dict, since nothing else could restore them.
 """
-import math
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -35,8 +33,8 @@ from torchvision.transforms.functional import resize, to_pil_image
 
 from crseg.registry import MODELS
 from .embedding_cache import EmbeddingCache, image_fingerprint
-from .inputs import (check_images, check_keys, split_boxes, split_masks,
-                     split_points)
+from .inputs import check_images, check_keys, split_boxes, split_masks, split_points
+from .mask_prompt import MASK_FRAMES, to_mask_prompt
 from .sam_arch import build_sam, load_sam_checkpoint
 
 _PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
@@ -91,8 +89,8 @@ class SAMRefiner(BaseModule):
                  mask_pad_value: Optional[float] = None,
                  encoder_batch_size: int = 8, init_cfg=None) -> None:
         super().__init__(init_cfg)
-        if mask_frame not in ('image', 'padded'):
-            raise ValueError(f"mask_frame must be 'image' or 'padded', got "
+        if mask_frame not in MASK_FRAMES:
+            raise ValueError(f'mask_frame must be one of {MASK_FRAMES}, got '
                              f'{mask_frame!r}')
         self.arch = arch
         self.sam = build_sam(arch)
@@ -239,22 +237,9 @@ class SAMRefiner(BaseModule):
         """Coarse logits ``[1, h, w]`` -> mask prompt ``[1, 1, m, m]``."""
         if mask is None:
             return None
-        m_h, m_w = self.mask_input_size
-        mask = mask[None].to(self.sam.device)
-        if self.mask_frame == 'padded':
-            target = (m_h, m_w)
-        else:
-            target = (min(m_h, math.ceil(size[0] * m_h / self.img_size)),
-                      min(m_w, math.ceil(size[1] * m_w / self.img_size)))
-        if tuple(mask.shape[-2:]) != target:
-            mask = F.interpolate(mask, target, mode='bilinear',
-                                 align_corners=False)
-        if target != (m_h, m_w):
-            fill = (mask.min().detach() if self.mask_pad_value is None
-                    else self.mask_pad_value)
-            mask = F.pad(mask, (0, m_w - target[1], 0, m_h - target[0]),
-                         value=float(fill))
-        return mask
+        return to_mask_prompt(mask.to(self.sam.device), size, self.img_size,
+                              self.mask_input_size, self.mask_frame,
+                              self.mask_pad_value)
 
     def _scale_xy(self, xy: Tensor, orig: tuple) -> Tensor:
         """Original-image (x, y) -> resized-input coordinates (float64 math

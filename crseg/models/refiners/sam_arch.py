@@ -20,8 +20,8 @@ from typing import Mapping, Union
 
 import torch
 from segment_anything import sam_model_registry
-from segment_anything.modeling import (ImageEncoderViT, MaskDecoder,
-                                       PromptEncoder, Sam, TwoWayTransformer)
+from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncoder, Sam,
+                                       TwoWayTransformer)
 
 SAM_ARCH_NAMES = ('vit_b', 'vit_l', 'vit_h')
 

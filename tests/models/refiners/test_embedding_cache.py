@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from crseg.models.refiners.embedding_cache import (EmbeddingCache,
-                                                   image_fingerprint)
+from crseg.models.refiners.embedding_cache import EmbeddingCache, image_fingerprint
 
 
 def test_lru_stale_and_stats():

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from crseg.models.refiners.sam_arch import (SAM_ARCH_DEFAULTS, build_sam,
-                                            load_sam_checkpoint)
+from crseg.models.refiners.sam_arch import SAM_ARCH_DEFAULTS, build_sam, load_sam_checkpoint
 
 TINY = dict(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2,
             out_chans=32, global_attn_indexes=(1, ), window_size=2,

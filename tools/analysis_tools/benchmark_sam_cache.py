@@ -1,0 +1,133 @@
+"""Time SAMRefiner with and without its image-embedding cache.
+
+Several queries on one image (the common case: a benchmark image carries
+several questions) each give a different prompt set. With the cache, the
+image encoder runs for the first query only; without it, every query
+re-encodes the image. The headline figure is
+
+    ratio = time(Q queries, cache) / time(1 query, no cache)
+
+(target: <= 1.2 for Q = 5), printed together with the uncached Q-query time
+and the speed-up. Weights are random (shapes are what matter for time).
+
+Examples::
+
+    python tools/analysis_tools/benchmark_sam_cache.py --arch mid
+    python tools/analysis_tools/benchmark_sam_cache.py --arch vit_b \
+        --queries 5 --device cuda --repeats 5
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from crseg.models.refiners import SAMRefiner
+
+ARCHS = {
+    # 256 px input, 64-d everything: encoder and decoder of similar cost.
+    'tiny': dict(img_size=256, patch_size=16, embed_dim=64, depth=2,
+                 num_heads=2, out_chans=64, global_attn_indexes=(1, ),
+                 window_size=8, decoder_mlp_dim=256, decoder_num_heads=2,
+                 iou_head_hidden_dim=64),
+    # Real SAM input / prompt / decoder sizes, a quarter-size ViT encoder.
+    'mid': dict(embed_dim=384, depth=6, num_heads=6,
+                global_attn_indexes=(2, 5)),
+    'vit_b': 'vit_b',
+    'vit_l': 'vit_l',
+    'vit_h': 'vit_h',
+}
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', choices=sorted(ARCHS), default='mid',
+                        help='mid: SAM sizes with a smaller encoder (CPU '
+                        'friendly); vit_b takes ~30 s per encoder call on '
+                        '2 CPU cores')
+    parser.add_argument('--queries', type=int, default=5)
+    parser.add_argument('--repeats', type=int, default=1,
+                        help='median over this many timed runs')
+    parser.add_argument('--image-size', type=int, nargs=2, default=(480, 640),
+                        metavar=('H', 'W'))
+    parser.add_argument('--points', type=int, default=3,
+                        help='points per query (plus a coarse mask)')
+    parser.add_argument('--device', default=None,
+                        help='default: cuda when available, else cpu')
+    parser.add_argument('--json', default=None, help='also write results')
+    return parser.parse_args()
+
+
+def make_queries(n, num_points, h, w, generator):
+    """``n`` prompt sets: points, labels and a coarse 64x64 map."""
+    queries = []
+    for _ in range(n):
+        xy = torch.rand(1, num_points, 2, generator=generator)
+        queries.append(dict(
+            points=xy * torch.tensor([w - 1., h - 1.]),
+            labels=torch.randint(0, 2, (1, num_points), generator=generator),
+            mask_logits=torch.randn(1, 1, 64, 64, generator=generator)))
+    return queries
+
+
+def timed(refiner, image, queries, key, device):
+    """Seconds for running ``queries`` one after the other."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for q in queries:
+            refiner([image], keys=None if key is None else [key], **q)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def main():
+    args = parse_args()
+    if args.queries < 1 or args.repeats < 1:
+        raise SystemExit('--queries and --repeats must be >= 1')
+    device = torch.device(args.device or (
+        'cuda' if torch.cuda.is_available() else 'cpu'))
+    torch.manual_seed(0)
+    refiner = SAMRefiner(ARCHS[args.arch], cache_size=16).to(device).eval()
+    gen = torch.Generator().manual_seed(0)
+    h, w = args.image_size
+    image = torch.randint(0, 256, (3, h, w), dtype=torch.uint8,
+                          generator=gen).to(device)
+    queries = make_queries(args.queries, args.points, h, w, gen)
+    timed(refiner, image, queries[:1], None, device)  # warm-up
+    one, cached, uncached = [], [], []
+    for rep in range(args.repeats):
+        one.append(timed(refiner, image, queries[:1], None, device))
+        refiner.cache.clear()  # the first cached query is a miss
+        cached.append(timed(refiner, image, queries, f'img{rep}', device))
+        uncached.append(timed(refiner, image, queries, None, device))
+    res = dict(arch=args.arch, device=str(device), image_size=[h, w],
+               queries=args.queries, repeats=args.repeats,
+               one_query_no_cache_s=statistics.median(one),
+               queries_cache_s=statistics.median(cached),
+               queries_no_cache_s=statistics.median(uncached),
+               cache=refiner.cache.stats())
+    res['ratio_cache_vs_one_query'] = (res['queries_cache_s'] /
+                                       res['one_query_no_cache_s'])
+    res['speedup_cache_vs_no_cache'] = (res['queries_no_cache_s'] /
+                                        res['queries_cache_s'])
+    q = args.queries
+    print(f'arch={args.arch} device={device} image={h}x{w} '
+          f'queries={q} repeats={args.repeats}')
+    print(f'1 query, no cache      : {res["one_query_no_cache_s"]:.3f} s')
+    print(f'{q} queries, cache      : {res["queries_cache_s"]:.3f} s')
+    print(f'{q} queries, no cache   : {res["queries_no_cache_s"]:.3f} s')
+    print(f'ratio ({q} cached / 1 uncached) = '
+          f'{res["ratio_cache_vs_one_query"]:.3f}  (target <= 1.2)')
+    print(f'speed-up ({q} uncached / {q} cached) = '
+          f'{res["speedup_cache_vs_no_cache"]:.2f}x')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(res, f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
