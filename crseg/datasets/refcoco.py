@@ -92,7 +92,8 @@ class RefCOCODataset(BaseSegDataset):
         if split_by not in SPLITS or split not in SPLITS[split_by]:
             raise ValueError(f'RefCOCODataset: split {split!r} is not a split of {dataset} '
                              f'({split_by}): {SPLITS.get(split_by)}')
-        self.dataset, self.split, self.split_by, self.img_prefix = dataset, split, split_by, img_prefix
+        self.dataset, self.split, self.split_by = dataset, split, split_by
+        self.img_prefix = img_prefix
         kwargs.setdefault('seg_map_suffix', '')
         super().__init__(**kwargs)
 

@@ -39,7 +39,10 @@ def test_all_texts(lisa_root):
 def test_cp1252_fallback(tmp_path, write_sample):
     ann = dict(text=['the caf\u00e9 sign \u2013 left'], is_sentence=False,
                shapes=[dict(label='target', points=SQUARE)])
-    write_sample(tmp_path / 'val', 'c', None, raw=json.dumps(ann, ensure_ascii=False).encode('cp1252'))
+    write_sample(tmp_path / 'val',
+                 'c',
+                 None,
+                 raw=json.dumps(ann, ensure_ascii=False).encode('cp1252'))
     ds = build(tmp_path)
     assert ds.get_data_info(0)['query'] == 'the caf\u00e9 sign \u2013 left'
 

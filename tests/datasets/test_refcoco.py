@@ -35,10 +35,16 @@ def make_refer(root, dataset='refcoco', split_by='unc', drop_ann=False):
         anns = anns[:1]
     (d / 'instances.json').write_text(json.dumps(dict(
         images=[dict(id=1, file_name='COCO_1.jpg', height=H, width=W)], annotations=anns)))
-    refs = [dict(ref_id=0, ann_id=11, image_id=1, split='val',
-                 sentences=[dict(sent='left box', raw='Left box'), dict(sent='small box')]),
-            dict(ref_id=1, ann_id=12, image_id=1, split='val', sentences=[dict(sent='the right one')]),
-            dict(ref_id=2, ann_id=11, image_id=1, split='train', sentences=[dict(sent='train only')])]
+    refs = [
+        dict(ref_id=0,
+             ann_id=11,
+             image_id=1,
+             split='val',
+             sentences=[dict(sent='left box', raw='Left box'),
+                        dict(sent='small box')]),
+        dict(ref_id=1, ann_id=12, image_id=1, split='val', sentences=[dict(sent='the right one')]),
+        dict(ref_id=2, ann_id=11, image_id=1, split='train', sentences=[dict(sent='train only')])
+    ]
     with open(d / f'refs({split_by}).p', 'wb') as f:
         pickle.dump(refs, f, protocol=2)
     return root
@@ -53,7 +59,8 @@ def test_one_sample_per_sentence_polygon_and_rle(tmp_path):
     assert [ds.get_data_info(i)['query'] for i in range(len(ds))] == [
         'left box', 'small box', 'the right one']
     info = ds.get_data_info(0)
-    assert info['is_sentence'] is False and info['ann_id'] == 11 and info['img_path'].endswith('imgs/COCO_1.jpg')
+    assert info['is_sentence'] is False and info['ann_id'] == 11 and info['img_path'].endswith(
+        'imgs/COCO_1.jpg')
     pipe = [TRANSFORMS.build(dict(type='LoadImageFromFile')),
             TRANSFORMS.build(dict(type='LoadReasonSegAnnotations'))]
 

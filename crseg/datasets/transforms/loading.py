@@ -34,8 +34,9 @@ class LoadReasonSegAnnotations(BaseTransform):
             raise KeyError(f'{source}: data info has no "shapes"')
         seg, num_targets = rasterize_shapes(results['shapes'], int(shape[0]), int(shape[1]), source)
         if num_targets and not (seg == 1).any():
-            raise ValueError(f'{source}: {num_targets} target shape(s) rasterize to no target pixel '
-                             '(covered by ignore shapes?)')
+            raise ValueError(
+                f'{source}: {num_targets} target shape(s) rasterize to no target pixel '
+                '(covered by ignore shapes?)')
         results['gt_seg_map'] = seg
         fields = results.setdefault('seg_fields', [])
         if 'gt_seg_map' not in fields:

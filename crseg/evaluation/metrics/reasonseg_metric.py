@@ -18,7 +18,8 @@ def _as_tensor(x, name: str, sample_idx) -> torch.Tensor:
         data = torch.as_tensor(np.asarray(data))
     if data.dim() == 3:
         if data.shape[0] != 1:
-            raise ValueError(f'sample {sample_idx}: {name} must be [1, H, W], got {tuple(data.shape)}')
+            raise ValueError(
+                f'sample {sample_idx}: {name} must be [1, H, W], got {tuple(data.shape)}')
         data = data[0]
     return data
 
@@ -64,7 +65,8 @@ class ReasonSegMetric(BaseMetric):
     def __init__(self, protocol: str = 'lisa', **kwargs):
         super().__init__(**kwargs)
         if protocol not in PROTOCOLS:
-            raise ValueError(f'ReasonSegMetric: protocol must be one of {PROTOCOLS}, got {protocol!r}')
+            raise ValueError(
+                f'ReasonSegMetric: protocol must be one of {PROTOCOLS}, got {protocol!r}')
         self.protocol = protocol
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
@@ -73,8 +75,9 @@ class ReasonSegMetric(BaseMetric):
             pred = _as_tensor(sample['pred_sem_seg'], 'pred_sem_seg', idx).cpu()
             gt = _as_tensor(sample['gt_sem_seg'], 'gt_sem_seg', idx).cpu()
             if pred.shape != gt.shape:
-                raise ValueError(f'sample {idx} ({sample.get("img_path")}): prediction size '
-                                 f'{tuple(pred.shape)} differs from ground truth size {tuple(gt.shape)}')
+                raise ValueError(
+                    f'sample {idx} ({sample.get("img_path")}): prediction size '
+                    f'{tuple(pred.shape)} differs from ground truth size {tuple(gt.shape)}')
             inter, union = intersection_union(pred, gt, self.protocol)
             if union == 0:
                 iou = 1.0 if self.protocol == 'lisa' else 0.0
@@ -98,7 +101,10 @@ class ReasonSegMetric(BaseMetric):
         out = {}
         out['gIoU'], out['cIoU'] = self._scores(results)
         for name, flag in (('short', False), ('long', True)):
-            rows = [r for r in results if r['is_sentence'] is not None and bool(r['is_sentence']) == flag]
+            rows = [
+                r for r in results
+                if r['is_sentence'] is not None and bool(r['is_sentence']) == flag
+            ]
             if rows:
                 out[f'gIoU_{name}'], out[f'cIoU_{name}'] = self._scores(rows)
         by_type = defaultdict(list)

@@ -23,15 +23,22 @@ def test_pipeline_with_mmseg_transforms(lisa_root):
     meta = sample.metainfo
     assert meta['query'] == 'the cat on the left' and meta['is_sentence'] is False
     assert meta['glcot']['answer'] == 'cat' and meta['query_type'] == 'spatial'
-    for key in ('img_path', 'ori_shape', 'img_shape', 'scale_factor', 'reduce_zero_label', 'sample_idx'):
+    for key in ('img_path', 'ori_shape', 'img_shape', 'scale_factor', 'reduce_zero_label',
+                'sample_idx'):
         assert key in meta, key
     assert meta['ori_shape'] == (20, 30)
 
 
 def test_pack_bgr_order_and_values(lisa_root):
-    ds = DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='val', pipeline=[
-        dict(type='LoadImageFromFile'), dict(type='LoadReasonSegAnnotations'),
-        dict(type='PackReasonSegInputs')]))
+    ds = DATASETS.build(
+        dict(type='ReasonSegDataset',
+             data_root=str(lisa_root),
+             split='val',
+             pipeline=[
+                 dict(type='LoadImageFromFile'),
+                 dict(type='LoadReasonSegAnnotations'),
+                 dict(type='PackReasonSegInputs')
+             ]))
     import cv2
     img = cv2.imread(ds.get_data_info(0)['img_path'])  # BGR, as mmcv loads
     out = ds[0]

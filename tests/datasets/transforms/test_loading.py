@@ -23,9 +23,13 @@ def test_loads_target_and_empty_from_files(lisa_root):
 
 
 def test_target_fully_covered_raises():
-    results = dict(ann_path='x.json', img_shape=(10, 10), ori_shape=(10, 10), shapes=[
-        dict(label='target', points=[[4, 4], [5, 4], [5, 5], [4, 5]]),
-        dict(label='ignore', points=[[4, 4], [5, 4], [5, 5], [4, 5]])])  # same area: ignore painted later
+    results = dict(ann_path='x.json',
+                   img_shape=(10, 10),
+                   ori_shape=(10, 10),
+                   shapes=[
+                       dict(label='target', points=[[4, 4], [5, 4], [5, 5], [4, 5]]),
+                       dict(label='ignore', points=[[4, 4], [5, 4], [5, 5], [4, 5]])
+                   ])  # same area: ignore painted later
     with pytest.raises(ValueError, match='x.json.*no target pixel'):
         run(results, 'LoadReasonSegAnnotations')
 

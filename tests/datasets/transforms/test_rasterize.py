@@ -11,7 +11,10 @@ def box(x0, y0, x1, y1):
 
 def test_largest_first_smaller_painted_over_larger():
     # the small ignore square is listed FIRST; it must still end up on top
-    shapes = [dict(label='ignore', points=box(3, 3, 5, 5)), dict(label='target', points=box(1, 1, 8, 8))]
+    shapes = [
+        dict(label='ignore', points=box(3, 3, 5, 5)),
+        dict(label='target', points=box(1, 1, 8, 8))
+    ]
     seg, n = rasterize_shapes(shapes, 10, 10)
     assert n == 1
     assert (seg[3:6, 3:6] == 255).all()
@@ -19,13 +22,19 @@ def test_largest_first_smaller_painted_over_larger():
     assert seg[0, 0] == 0 and seg[9, 9] == 0
     assert (seg == 1).sum() == 64 - 9
     # a small target inside a large ignore region stays target
-    shapes = [dict(label='target', points=box(3, 3, 5, 5)), dict(label='ignore', points=box(0, 0, 9, 9))]
+    shapes = [
+        dict(label='target', points=box(3, 3, 5, 5)),
+        dict(label='ignore', points=box(0, 0, 9, 9))
+    ]
     seg, _ = rasterize_shapes(shapes, 10, 10)
     assert (seg == 1).sum() == 9 and (seg == 255).sum() == 91
 
 
 def test_flag_skipped_and_unknown_label_rejected():
-    shapes = [dict(label='flag', points=box(0, 0, 9, 9)), dict(label='target', points=box(2, 2, 3, 3))]
+    shapes = [
+        dict(label='flag', points=box(0, 0, 9, 9)),
+        dict(label='target', points=box(2, 2, 3, 3))
+    ]
     seg, n = rasterize_shapes(shapes, 10, 10)
     assert n == 1 and (seg == 1).sum() == 4 and (seg == 0).sum() == 96
     with pytest.raises(ValueError, match=r"f.json: shapes\[0\].label.*'dog'"):

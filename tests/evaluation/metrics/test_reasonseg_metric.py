@@ -44,7 +44,8 @@ def test_lisa_protocol():
     assert res['cIoU_short'] == pytest.approx(100 * 5 / 7)
     assert res['gIoU_long'] == pytest.approx(100.0)
     assert res['cIoU_long'] == 0.0  # no union at all among long samples
-    assert res['gIoU_a'] == pytest.approx(100 * (1 / 3 + 1) / 2) and res['gIoU_b'] == pytest.approx(100.0)
+    assert res['gIoU_a'] == pytest.approx(100 *
+                                          (1 / 3 + 1) / 2) and res['gIoU_b'] == pytest.approx(100.0)
 
 
 def test_segzero_protocol():
