@@ -21,6 +21,7 @@ also with ``strict=True``; the segmentor needs nothing special. Frozen parts
 of a model built *without* a checkpoint are random and kept in the state
 dict, since nothing else could restore them.
 """
+import logging
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -156,11 +157,13 @@ class SAMRefiner(BaseModule):
         return self
 
     def _drop_pretrained_frozen(self, state_dict, prefix: str) -> None:
+        """state_dict post-hook: leave out frozen weights from `checkpoint`."""
         for key in [k for k in state_dict if k.startswith(prefix)]:
             if key[len(prefix):].startswith(self._excluded):
                 del state_dict[key]
 
     def _fill_pretrained_frozen(self, state_dict, prefix: str) -> None:
+        """load pre-hook: absent frozen pretrained keys keep their values."""
         self.cache.clear()
         if not self._excluded:
             return
@@ -173,9 +176,14 @@ class SAMRefiner(BaseModule):
 
     # -------------------------------------------------------------- encoder
     def input_size(self, h: int, w: int) -> tuple:
-        """Size after ResizeLongestSide; a side never rounds down to 0."""
+        """Size after ResizeLongestSide; a side that would round down to 0
+        (aspect ratio beyond 2 * img_size : 1) is kept at 1 pixel (logged)."""
         new_h, new_w = self.transform.get_preprocess_shape(h, w,
                                                            self.img_size)
+        if min(new_h, new_w) < 1:
+            print_log(f'SAMRefiner: a {h}x{w} image resizes to {new_h}x{new_w}'
+                      '; using 1 pixel for the short side', logger='current',
+                      level=logging.WARNING)
         return max(new_h, 1), max(new_w, 1)
 
     def preprocess(self, image: Tensor) -> Tensor:
