@@ -273,7 +273,9 @@ class SAMRefiner(BaseModule):
             keys: cache keys, one per image (e.g. ``img_path``).
 
         A sample with no point, box or mask takes SAM's no-prompt path
-        (no sparse token, the learned no-mask dense embedding).
+        (no sparse token, the learned no-mask dense embedding). Memory: a
+        huge image costs its PIL resize on the host and one float map of
+        ``H x W`` (plus one of ``img_size`` squared) per output mask.
 
         Returns:
             dict: ``mask_logits`` (list of ``[1, H_i, W_i]`` at each original
