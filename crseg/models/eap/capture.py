@@ -171,17 +171,34 @@ class EAPCapture:
 
     def _record(self, module, query: Tensor, key: Tensor, mask: Optional[Tensor],
                 scaling: Optional[float], is_causal: Optional[bool]) -> None:
+        """Called by the EAP attention function for every layer call while active.
+
+        Without gradients the rows are computed at once (generation: the cache's key tensor
+        changes every step). With gradients only references are kept and the computation runs
+        in :meth:`collect`, outside the layer: under gradient checkpointing the recomputed
+        layer then saves exactly the tensors of the original forward.
+        """
         s = self._session
         lid = getattr(module, 'layer_idx', None)
         if s is None or lid not in s['store']:
             return
-        bsz, n_heads, q_len, head_dim = query.shape
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        causal = is_causal if is_causal is not None else getattr(module, 'is_causal', True)
+        call = (query, key, mask, scale, causal)
+        if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad):
+            s['store'][lid].append(call)  # deferred
+        else:
+            s['store'][lid].append(self._rows_attention(*call))
+
+    def _rows_attention(self, query: Tensor, key: Tensor, mask: Optional[Tensor],
+                        scale: float, causal: bool) -> List[Tensor]:
+        """Per sample softmax(q_rows k^T * scale + mask) over all keys: [H', R, kv] (float32)."""
+        s = self._session
+        bsz, n_heads, q_len, _ = query.shape
         kv_len = key.shape[2]
         offset = kv_len - q_len  # absolute index of the first query row
         rep = n_heads // key.shape[1]
         heads = torch.tensor(s['heads'], device=query.device)
-        scale = scaling if scaling is not None else head_dim ** -0.5
-        causal = is_causal if is_causal is not None else getattr(module, 'is_causal', True)
         out = []
         for b in range(bsz):
             if s['mode'] == 'rows':
@@ -202,8 +219,8 @@ class EAPCapture:
                 keys = torch.arange(kv_len, device=query.device)
                 scores = scores.masked_fill(keys[None, None, :] > (local + offset)[None, :, None],
                                             float('-inf'))
-            out.append(scores.softmax(-1))  # [H', R, kv]
-        s['store'][lid].append(out)  # one entry per forward call: per-sample tensors
+            out.append(scores.softmax(-1))
+        return out
 
     def collect(self, image_positions: List[Tensor]) -> List[Tensor]:
         """Finish recording; per sample ``[R, C, n_img]`` (rows mode) or ``[calls, C, n_img]``.
@@ -213,12 +230,13 @@ class EAPCapture:
         s = self._session
         if s is None:
             raise RuntimeError('EAPCapture.collect: nothing recorded (start() not called)')
-        self._session = None
         empty = [lid for lid, calls in s['store'].items() if not calls]
         if empty:
             raise RuntimeError(
                 f'EAPCapture: layers {empty} recorded nothing; is the language model running the '
                 f"'{EAP_ATTN_PREFIX}*' attention (not eager)?")
+        for calls in s['store'].values():
+            calls[:] = [c if isinstance(c, list) else self._rows_attention(*c) for c in calls]
         results = []
         for b, pos in enumerate(image_positions):
             per_layer = []
@@ -229,6 +247,7 @@ class EAPCapture:
             if s['weights'] is not None:
                 att = att * s['weights'].to(att.device)[:, :, None, None]
             results.append(att.flatten(0, 1).transpose(0, 1))  # [R, C, n]
+        self._session = None
         return results
 
 

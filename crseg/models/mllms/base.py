@@ -117,8 +117,12 @@ class BaseMLLMAdapter(BaseModule):
         self.answer_token_weight = float(answer_token_weight)
         self.freeze = freeze
         if gradient_checkpointing:
-            self.hf_model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={'use_reentrant': False})
+            kwargs = {'use_reentrant': False}
+            if hasattr(self.hf_model, 'activation_checkpointing_enable'):  # transformers >= 5.2x
+                self.hf_model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs=kwargs)
+            else:
+                self.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         if lora is not None:
             self._inject_lora(dict(lora))
         if freeze:

@@ -1,0 +1,87 @@
+"""EAPCoarseHead (learned) and AttentionAggregator (training-free)."""
+import pytest
+import torch
+
+from crseg.models.eap import AttentionAggregator, EAPCoarseHead
+from crseg.registry import MODELS
+
+
+def _peaked(b=2, c=6, h=7, w=9, at=(2, 6)):
+    torch.manual_seed(0)
+    x = torch.rand(b, c, h, w) * 0.01
+    x[:, :, at[0], at[1]] += 1.0
+    return x
+
+
+def test_head_shapes_loss_and_grad():
+    head = MODELS.build(dict(type='EAPCoarseHead', in_channels=6, channels=16, upsample=4))
+    x = _peaked()
+    logits = head(x)
+    assert logits.shape == (2, 1, 28, 36)
+    gt = torch.zeros(2, 50, 60, dtype=torch.long)
+    gt[:, 10:20, 30:40] = 1
+    losses = head.loss(logits, gt)
+    assert set(losses) == {'loss_coarse_bce', 'loss_coarse_dice'}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert head.convs[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='expected'):
+        head(torch.rand(1, 5, 7, 9))
+
+
+def test_head_ignores_255():
+    head = EAPCoarseHead(in_channels=6, channels=8, upsample=2)
+    logits = head(_peaked())
+    gt = torch.zeros(2, 14, 18, dtype=torch.long)
+    gt[:, :, :9] = 255
+    base = head.loss(logits, gt)
+    # what the model predicts on ignored pixels does not matter
+    tweaked = logits.detach().clone()
+    tweaked[..., :4] += 10.0  # columns 0-3 of 7x9 logits -> pixels 0-7 after 2x resize
+    torch.testing.assert_close(head.loss(tweaked, gt)['loss_coarse_bce'],
+                               base['loss_coarse_bce'])
+    changed = gt.clone()
+    changed[:, :, 9:] = 1
+    assert not torch.allclose(head.loss(logits, changed)['loss_coarse_bce'],
+                              base['loss_coarse_bce'])
+
+
+def test_head_learns_a_peak():
+    torch.manual_seed(0)
+    head = EAPCoarseHead(in_channels=4, channels=8, upsample=1)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-2)
+    gt = torch.zeros(8, 6, 6, dtype=torch.long)
+    x = torch.rand(8, 4, 6, 6) * 0.1
+    for i in range(8):
+        y, xx = divmod(i * 5 % 36, 6)
+        x[i, :, y, xx] += 2.0
+        gt[i, y, xx] = 1
+    for _ in range(60):
+        opt.zero_grad()
+        sum(head.loss(head(x), gt).values()).backward()
+        opt.step()
+    pred = head(x)[:, 0] > 0
+    assert (pred == gt.bool()).float().mean() > 0.97
+
+
+@pytest.mark.parametrize('mode', ['mean', 'top_heads'])
+def test_aggregator_peak_and_flat(mode):
+    agg = MODELS.build(dict(type='AttentionAggregator', mode=mode, top_k=2))
+    out = agg(_peaked())
+    assert out.shape == (2, 1, 7, 9)
+    assert out[0, 0].flatten().argmax().item() == 2 * 9 + 6
+    assert out[0, 0, 2, 6] > 0 and (out[0, 0] > 0).sum() == 1
+    flat = agg(torch.ones(1, 3, 4, 4))
+    assert torch.equal(flat, torch.zeros(1, 1, 4, 4))
+
+
+def test_top_heads_picks_concentrated_channels():
+    x = torch.ones(1, 3, 5, 5)
+    x[0, 1, 4, 0] = 50.0  # concentrated channel
+    x[0, 0, 0, 4] = 1.5  # weak bump in a nearly flat channel
+    score = AttentionAggregator.concentration(x)
+    assert score[0].argmax() == 1 and score[0, 2].abs() < 1e-6
+    out = AttentionAggregator(mode='top_heads', top_k=1)(x)
+    assert out[0, 0].flatten().argmax().item() == 4 * 5 + 0
+    with pytest.raises(ValueError, match='mode'):
+        AttentionAggregator(mode='max')

@@ -1,0 +1,59 @@
+"""GLCoT prompt / target / parser, including partial and garbage responses."""
+import pytest
+
+from crseg.glcot import GLCoT
+from crseg.registry import MODELS
+
+ANN = {'global': 'a kitchen with a table', 'local': 'a red mug near the  window',
+       'answer': 'the red mug'}
+
+
+def test_prompt_and_target_round_trip():
+    g = MODELS.build(dict(type='GLCoT'))
+    assert g.build_prompt('  what holds tea? ').startswith('what holds tea?\n')
+    text, span = g.build_target(ANN)
+    assert text == ('scene: a kitchen with a table\nregion: a red mug near the window\n'
+                    'answer: the red mug')
+    assert text[span[0]:span[1]] == 'the red mug'
+    p = g.parse(text)
+    assert (p.global_text, p.local_text, p.answer) == (
+        'a kitchen with a table', 'a red mug near the window', 'the red mug')
+    assert p.answer_span == span and p.fallback is None and g.num_fallbacks == 0
+
+
+def test_plain_mode_and_missing_parts():
+    plain = GLCoT(mode='plain')
+    text, span = plain.build_target(ANN)
+    assert text == 'answer: the red mug' and text[span[0]:span[1]] == 'the red mug'
+    assert 'answer' in plain.build_prompt('q')
+    g = GLCoT()
+    text, span = g.build_target(None, answer='the cat')
+    assert text == 'answer: the cat'
+    text, _ = g.build_target({'global': 'a room', 'answer': 'x'})
+    assert text == 'scene: a room\nanswer: x'
+    with pytest.raises(ValueError, match='no answer'):
+        g.build_target({'global': 'a room'})
+    with pytest.raises(ValueError, match='mode'):
+        GLCoT(mode='cot')
+
+
+def test_parse_partial_responses():
+    g = GLCoT()
+    p = g.parse('region: the left shelf\nAnswer:  the blue book \nthanks')
+    assert p.answer == 'the blue book' and p.global_text == '' and p.fallback is None
+    assert p.local_text == 'the left shelf'
+    resp = 'scene: a street.\nregion: the car at the corner'
+    p = g.parse(resp)  # missing answer -> last sentence (marker dropped)
+    assert p.fallback == 'no answer marker' and p.answer == 'the car at the corner'
+    assert resp[p.answer_span[0]:p.answer_span[1]] == p.answer
+    assert p.global_text == 'a street.' and g.num_fallbacks == 1
+
+
+@pytest.mark.parametrize('resp,answer', [
+    ('', ''), ('   \n', ''), ('!!! ???', ''), ('answer:', ''),
+    ('blah blah. the dog is it', 'the dog is it'), ('answer: \n the cat.', 'the cat')])
+def test_parse_garbage_falls_back(resp, answer):
+    g = GLCoT()
+    p = g.parse(resp)
+    assert p.fallback is not None and g.num_fallbacks == 1
+    assert p.answer == answer == resp[p.answer_span[0]:p.answer_span[1]]

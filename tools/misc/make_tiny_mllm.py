@@ -1,0 +1,80 @@
+"""Build a random-weight tiny MLLM + offline processor folder (no download needed).
+
+    python tools/misc/make_tiny_mllm.py --family llava --corpus data/reasonseg/train --out work_dirs/tiny_llava
+    python tools/misc/make_tiny_mllm.py --family qwen2vl --corpus texts.txt --out work_dirs/tiny_qwen2vl
+
+``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
+``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder
+loads back with ``from_pretrained`` offline; use it as ``pretrained=`` of the adapters.
+"""
+import argparse
+import glob
+import json
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
+
+from crseg.models.mllms.offline_processor import build_tiny_llava, build_tiny_qwen2vl  # noqa
+
+
+def read_json(path: str) -> dict:
+    """ReasonSeg JSONs are UTF-8, with a cp1252 fallback (as the dataset reader)."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        return json.loads(raw.decode('utf-8'))
+    except UnicodeDecodeError:
+        return json.loads(raw.decode('cp1252'))
+
+
+def load_corpus(path: str) -> list:
+    """All query and GLCoT strings of a ReasonSeg folder, or the lines of a .txt file."""
+    if osp.isdir(path):
+        texts = []
+        files = sorted(glob.glob(osp.join(path, '**', '*.json'), recursive=True))
+        for file in files:
+            data = read_json(file)
+            if not isinstance(data, dict):
+                raise ValueError(f'{file}: expected a JSON object, got {type(data).__name__}')
+            texts += [t for t in data.get('text', []) if isinstance(t, str)]
+            for entry in data.get('glcot', []) or []:
+                if isinstance(entry, dict):
+                    texts += [v for v in entry.values() if isinstance(v, str)]
+        if not texts:
+            raise ValueError(f'--corpus {path}: no text found in {len(files)} JSON files')
+        return texts
+    if osp.isfile(path):
+        with open(path, encoding='utf-8') as f:
+            texts = [line.strip() for line in f if line.strip()]
+        if not texts:
+            raise ValueError(f'--corpus {path}: empty text file')
+        return texts
+    raise FileNotFoundError(f'--corpus {path}: no such file or folder')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl'], required=True)
+    p.add_argument('--corpus', required=True, help='ReasonSeg JSON folder or a .txt file')
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--vocab-size', type=int, default=1024)
+    p.add_argument('--text-width', type=int, default=128)
+    p.add_argument('--text-layers', type=int, default=3)
+    p.add_argument('--heads', type=int, default=4)
+    p.add_argument('--seed', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    texts = load_corpus(args.corpus)
+    common = dict(vocab_size=args.vocab_size, text_width=args.text_width,
+                  text_layers=args.text_layers, heads=args.heads, seed=args.seed)
+    if args.family == 'llava':
+        return build_tiny_llava(args.out, texts, **common)
+    return build_tiny_qwen2vl(args.out, texts, qwen25=args.family == 'qwen2_5vl', **common)
+
+
+if __name__ == '__main__':
+    main()
