@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Multi-process training with torchrun. Single node: tools/dist_train.sh CONFIG GPUS [args]
+# PYTHON selects the interpreter (default: python on PATH).
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
 set -euo pipefail
 CONFIG=${1:?usage: dist_train.sh CONFIG NPROC [train.py args]}
 NPROC=${2:?usage: dist_train.sh CONFIG NPROC [train.py args]}
 shift 2
 NNODES=${NNODES:-1}
+case "$NPROC" in (""|*[!0-9]*|0) echo "$(basename "$0"): NPROC must be a positive integer, got '$NPROC'" >&2; exit 2;; esac
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
@@ -13,7 +15,7 @@ if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
 fi
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 DIR=$(cd "$(dirname "$0")" && pwd)
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec python -m torch.distributed.run \
+PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "${PYTHON:-python}" -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
   --nproc_per_node="$NPROC" --master_port="$PORT" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

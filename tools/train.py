@@ -2,6 +2,18 @@
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp]
                           [--cfg-options k=v ...] [--launcher pytorch]
+                          [--strategy {ddp,fsdp,deepspeed_zero2,deepspeed_zero3,zero2,zero3}|FILE]
+
+Without ``--strategy`` the config runs on mmengine's ``Runner`` (DDP when launched with
+``--launcher pytorch``). ``--strategy NAME`` reads ``configs/_base_/strategies/NAME.py`` (or a
+snippet file) and runs on mmengine's ``FlexibleRunner`` with that strategy (see
+``crseg/engine/strategies.py``); ``--cfg-options`` are applied after it, so
+``--cfg-options strategy.model_wrapper.mixed_precision=None`` works. A config with
+``runner_type='FlexibleRunner'`` (a strategy snippet in its ``_base_``) also runs on it.
+Config keys this script understands besides mmengine's: ``global_batch_size`` (per-process
+batch derived from the world size; a world size that does not divide it is an error) and
+``save_trainable_only`` (checkpoints hold only trainable weights, see
+``TrainableCheckpointHook``). Without CUDA, ``--launcher pytorch`` runs on gloo.
 """
 import argparse
 import logging
@@ -10,9 +22,15 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.runner import FlexibleRunner, Runner
 
+from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
+                                     canonical_strategy_name, check_world_size,
+                                     cpu_distributed_patch, world_size_from_env)
 from crseg.utils import register_all_modules
+
+STRATEGY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                        'configs', '_base_', 'strategies')
 
 
 def parse_args():
@@ -28,6 +46,11 @@ def parse_args():
                         help='override config settings, key=value pairs')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
+    parser.add_argument('--strategy', '--deepspeed', dest='strategy', default=None,
+                        help='training strategy: one of '
+                        f'{", ".join(STRATEGY_NAMES + tuple(STRATEGY_ALIASES))} '
+                        '(a snippet of configs/_base_/strategies) or a snippet file path; '
+                        'runs on FlexibleRunner')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     if 'LOCAL_RANK' not in os.environ:
@@ -35,11 +58,29 @@ def parse_args():
     return args
 
 
-def load_config(path, cfg_options=None):
-    """Read a config, failing clearly when the file does not exist."""
+def strategy_snippet(name):
+    """The strategy snippet file of a ``--strategy`` value (a known name or a file)."""
+    if osp.isfile(name):
+        return name
+    canonical = canonical_strategy_name(name)
+    path = osp.join(STRATEGY_DIR, f'{canonical}.py')
+    if canonical not in STRATEGY_NAMES or not osp.isfile(path):
+        raise ValueError(f'unknown --strategy {name!r}: use one of '
+                         f'{", ".join(STRATEGY_NAMES + tuple(STRATEGY_ALIASES))} or a file')
+    return path
+
+
+def load_config(path, cfg_options=None, strategy=None):
+    """Read a config, failing clearly when the file does not exist.
+
+    ``strategy`` (a ``--strategy`` value) is applied before ``cfg_options``.
+    """
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file does not exist: {path}')
     cfg = Config.fromfile(path)
+    if strategy is not None:
+        apply_strategy(cfg, Config.fromfile(strategy_snippet(strategy)),
+                       canonical_strategy_name(strategy))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
@@ -64,11 +105,37 @@ def enable_amp(cfg):
     cfg.optim_wrapper.loss_scale = 'dynamic'
 
 
+def add_trainable_only_hook(cfg):
+    """``save_trainable_only=True`` -> a ``TrainableCheckpointHook`` (once)."""
+    if not cfg.get('save_trainable_only', False):
+        return
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') == 'TrainableCheckpointHook' for h in hooks):
+        hooks.append(dict(type='TrainableCheckpointHook'))
+    cfg.custom_hooks = hooks
+
+
+def build_runner(cfg):
+    """FlexibleRunner for strategy configs, the classic Runner otherwise."""
+    if cfg.get('runner_type') == 'FlexibleRunner' or cfg.get('strategy') is not None:
+        return FlexibleRunner.from_cfg(cfg)
+    return Runner.from_cfg(cfg)
+
+
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, args.strategy)
     cfg.launcher = args.launcher
+    # Checks that need no process group come first: nothing has started yet.
+    if cfg.get('strategy') is not None and args.launcher == 'none':
+        raise ValueError(f'strategy {cfg.strategy.get("type")} needs a distributed launch: '
+                         'tools/dist_train.sh CONFIG NPROC (NPROC may be 1) or --launcher '
+                         'pytorch under torchrun; for a plain single-process run drop --strategy')
+    check_world_size(cfg, world_size_from_env() if args.launcher != 'none' else 1)
+    add_trainable_only_hook(cfg)
+    if args.launcher == 'pytorch':
+        cpu_distributed_patch(cfg)
     setup_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
         enable_amp(cfg)
@@ -76,7 +143,7 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
 
 
