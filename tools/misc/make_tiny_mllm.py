@@ -1,7 +1,9 @@
 """Build a random-weight tiny MLLM + offline processor folder (no download needed).
 
-    python tools/misc/make_tiny_mllm.py --family llava --corpus data/reasonseg/train --out work_dirs/tiny_llava
-    python tools/misc/make_tiny_mllm.py --family qwen2vl --corpus texts.txt --out work_dirs/tiny_qwen2vl
+    python tools/misc/make_tiny_mllm.py --family llava --corpus data/reasonseg/train \
+        --out work_dirs/tiny_llava
+    python tools/misc/make_tiny_mllm.py --family qwen2vl --corpus texts.txt \
+        --out work_dirs/tiny_qwen2vl
 
 ``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
 ``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder

@@ -112,7 +112,7 @@ class EAPCapture:
 
     @classmethod
     def build(cls, cfg: Union[dict, 'EAPCapture', None]) -> Optional['EAPCapture']:
-        """Build from a config dict (keys of ``__init__``), pass an instance through, None -> None."""
+        """Build from a config dict (``__init__`` keys); an instance passes through."""
         if cfg is None or isinstance(cfg, EAPCapture):
             return cfg
         cfg = dict(cfg)
@@ -143,16 +143,21 @@ class EAPCapture:
 
     # ---------------------------------------------------------------- session
     def start(self, num_layers: int, num_heads: int, mode: str,
-              query_rows: Optional[List[Tensor]] = None):
-        """Begin recording (called by the adapter before the forward / generate call)."""
+              image_positions: List[Tensor], query_rows: Optional[List[Tensor]] = None):
+        """Begin recording (the adapter calls this before the forward / generate call).
+
+        ``image_positions[b]``: the image-token key indices of sample b (absolute positions);
+        ``query_rows[b]``: the absolute query rows of sample b (mode 'rows').
+        """
         if mode not in ('rows', 'decode'):
             raise ValueError(f'EAPCapture.start: mode={mode!r}')
         if mode == 'rows' and query_rows is None:
             raise ValueError("EAPCapture.start: mode 'rows' needs query_rows")
         layer_ids = self.layer_ids(num_layers)
         self._session = dict(
-            mode=mode, layer_pos={lid: i for i, lid in enumerate(layer_ids)},
-            heads=self.head_ids(num_heads), num_heads=num_heads,
+            mode=mode,
+            heads=self.head_ids(num_heads), heads_t=torch.tensor(self.head_ids(num_heads)),
+            positions=[p.long() for p in image_positions],
             weights=self._weights(len(layer_ids), len(self.head_ids(num_heads))),
             rows=[r.long() for r in query_rows] if query_rows is not None else None,
             store={lid: [] for lid in layer_ids})
@@ -192,22 +197,27 @@ class EAPCapture:
 
     def _rows_attention(self, query: Tensor, key: Tensor, mask: Optional[Tensor],
                         scale: float, causal: bool) -> List[Tensor]:
-        """Per sample softmax(q_rows k^T * scale + mask) over all keys: [H', R, kv] (float32)."""
+        """Per sample softmax(q_rows k^T * scale + mask) over all keys, image columns kept.
+
+        Returns [H', R, n_img] float32 per sample. Query heads are grouped by their kv head
+        (GQA) so the keys are never repeated or copied; the [H, R, kv] scores are transient.
+        """
         s = self._session
-        bsz, n_heads, q_len, _ = query.shape
-        kv_len = key.shape[2]
+        bsz, n_heads, q_len, head_dim = query.shape
+        kv_heads, kv_len = key.shape[1], key.shape[2]
         offset = kv_len - q_len  # absolute index of the first query row
-        rep = n_heads // key.shape[1]
-        heads = torch.tensor(s['heads'], device=query.device)
+        rep = n_heads // kv_heads
+        heads = s['heads_t'].to(query.device)
         out = []
         for b in range(bsz):
             if s['mode'] == 'rows':
                 local = s['rows'][b].to(query.device) - offset
             else:
                 local = torch.tensor([q_len - 1], device=query.device)
-            q = query[b, heads][:, local].float()  # [H', R, d]
-            k = key[b, heads // rep].float()  # [H', kv, d]
-            scores = q @ k.transpose(-1, -2) * scale
+            n_rows = local.numel()
+            q = query[b][:, local].float().reshape(kv_heads, rep * n_rows, head_dim)
+            scores = (q @ key[b].float().transpose(-1, -2)).reshape(n_heads, n_rows, kv_len)
+            scores = scores[heads] * scale  # [H', R, kv]
             if mask is not None:
                 m = mask[b if mask.shape[0] > 1 else 0]
                 m = m[:, local if m.shape[1] > 1 else torch.zeros_like(local), :kv_len]
@@ -219,14 +229,11 @@ class EAPCapture:
                 keys = torch.arange(kv_len, device=query.device)
                 scores = scores.masked_fill(keys[None, None, :] > (local + offset)[None, :, None],
                                             float('-inf'))
-            out.append(scores.softmax(-1))
+            out.append(scores.softmax(-1)[..., s['positions'][b].to(query.device)])
         return out
 
-    def collect(self, image_positions: List[Tensor]) -> List[Tensor]:
-        """Finish recording; per sample ``[R, C, n_img]`` (rows mode) or ``[calls, C, n_img]``.
-
-        ``image_positions[b]`` are the image-token key indices of sample b (absolute positions).
-        """
+    def collect(self) -> List[Tensor]:
+        """Finish recording; per sample ``[R, C, n_img]`` (rows mode) or ``[calls, C, n_img]``."""
         s = self._session
         if s is None:
             raise RuntimeError('EAPCapture.collect: nothing recorded (start() not called)')
@@ -238,11 +245,9 @@ class EAPCapture:
         for calls in s['store'].values():
             calls[:] = [c if isinstance(c, list) else self._rows_attention(*c) for c in calls]
         results = []
-        for b, pos in enumerate(image_positions):
-            per_layer = []
-            for calls in s['store'].values():
-                rows = [call[b][..., pos.to(call[b].device)] for call in calls]
-                per_layer.append(torch.cat(rows, dim=1))  # [H', R, n]
+        for b in range(len(s['positions'])):
+            per_layer = [torch.cat([call[b] for call in calls], dim=1)  # [H', R, n]
+                         for calls in s['store'].values()]
             att = torch.stack(per_layer)  # [L', H', R, n]
             if s['weights'] is not None:
                 att = att * s['weights'].to(att.device)[:, :, None, None]

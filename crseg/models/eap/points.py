@@ -60,7 +60,7 @@ class PointSampler:
         return None
 
     def __call__(self, coarse: Tensor, image_size: Tuple[int, int]) -> dict:
-        """coarse [h, w] logits, image_size (H, W) -> dict(points [K,2] xy, labels [K], box, fallback)."""
+        """coarse [h, w] logits, image (H, W) -> dict(points [K, 2] xy, labels, box, fallback)."""
         if coarse.dim() != 2:
             raise ValueError(f'PointSampler: coarse map must be [h, w], got {tuple(coarse.shape)}')
         H, W = image_size

@@ -231,11 +231,11 @@ class BaseMLLMAdapter(BaseModule):
         out = {}
         if capture is not None:
             self._require_capture()
-            capture.start(self.num_layers, self.num_heads, 'rows', batch.query_rows)
+            pos = [lay.positions for lay in batch.image_layouts]
+            capture.start(self.num_layers, self.num_heads, 'rows', pos, batch.query_rows)
             with capture:
                 res = self.hf_model(**batch.model_inputs, use_cache=False)
-            pos = [lay.positions for lay in batch.image_layouts]
-            rows = capture.collect(pos)
+            rows = capture.collect()
             out['row_attn'] = [r.reshape(r.shape[0], r.shape[1], *lay.grid)
                                for r, lay in zip(rows, batch.image_layouts)]
             out['attn_maps'] = [r.mean(0) for r in out['row_attn']]
@@ -258,11 +258,16 @@ class BaseMLLMAdapter(BaseModule):
     @torch.no_grad()
     def generate(self, images: List[np.ndarray], prompts: List[str],
                  capture: Optional[EAPCapture] = None,
-                 max_new_tokens: Optional[int] = None) -> List[GenerationResult]:
+                 max_new_tokens: Optional[int] = None,
+                 generation_kwargs: Optional[dict] = None) -> List[GenerationResult]:
         """Greedy generation; with ``capture`` each token's query row is recorded on the fly.
 
-        For rows != 'pre_answer' one extra decoding step is generated (and dropped) so that the
-        last kept token's own row exists; nothing else runs twice.
+        For rows != 'pre_answer' the limit is ``max_new_tokens + 1`` and the extra token is
+        dropped: the row where the last kept token is the input then exists. A response that
+        ends with EOS stops as before (no extra step); only one cut at ``max_new_tokens`` costs
+        one single-token decoding step. Nothing runs twice. ``generation_kwargs`` go to
+        HF ``generate`` (e.g. ``min_new_tokens``); sampling/beam search is not supported with a
+        capture (rows are recorded per decoding step of a single greedy sequence).
         """
         n_new = max_new_tokens or self.max_new_tokens
         batch = self.build_inputs(images, prompts)
@@ -270,12 +275,18 @@ class BaseMLLMAdapter(BaseModule):
         gen_kwargs = dict(max_new_tokens=n_new + extra, do_sample=False,
                           pad_token_id=self.tokenizer.pad_token_id,
                           eos_token_id=self.tokenizer.eos_token_id)
+        gen_kwargs.update(generation_kwargs or {})
+        if capture is not None and (gen_kwargs.get('num_beams', 1) > 1
+                                    or gen_kwargs.get('do_sample')):
+            raise ValueError('generate: a capture needs greedy decoding (num_beams=1, '
+                             f'do_sample=False), got {generation_kwargs}')
         if capture is not None:
             self._require_capture()
-            capture.start(self.num_layers, self.num_heads, 'decode')
+            capture.start(self.num_layers, self.num_heads, 'decode',
+                          [lay.positions for lay in batch.image_layouts])
             with capture:
                 seqs = self.hf_model.generate(**batch.model_inputs, **gen_kwargs)
-            steps = capture.collect([lay.positions for lay in batch.image_layouts])
+            steps = capture.collect()
         else:
             seqs = self.hf_model.generate(**batch.model_inputs, **gen_kwargs)
         prompt_len = batch.model_inputs['input_ids'].shape[1]

@@ -118,7 +118,7 @@ def test_capture_config_errors():
     with pytest.raises(ValueError, match='layer index 5'):
         EAPCapture(layers=[5]).num_channels(3, 4)
     with pytest.raises(ValueError, match='head_weights'):
-        EAPCapture(heads=[0, 1], head_weights=[1.0]).start(3, 4, 'decode')
+        EAPCapture(heads=[0, 1], head_weights=[1.0]).start(3, 4, 'decode', [])
     assert EAPCapture.build(dict(type='EAPCapture', layers=[-1], heads='all')).num_channels(
         3, 4) == 4
     cap = EAPCapture()

@@ -138,3 +138,23 @@ def test_generate_plain(adapter, images):
         assert r.row_attn is None and len(r.token_ids) <= 4
         assert len(r.token_char_spans) == len(r.token_ids)
         assert all(0 <= s <= e <= len(r.text) for s, e in r.token_char_spans)
+
+
+def test_empty_answer_span_falls_back_to_prompt_row(adapter, images, monkeypatch):
+    logged = []
+    monkeypatch.setattr(batching, 'print_log', lambda msg, **kw: logged.append(msg))
+    batch = adapter.build_inputs(images[:1], ['q'], ['answer: x'], [(9, 9)], rows='answer')
+    r0, _ = batch.response_spans[0]
+    assert batch.query_rows[0].tolist() == [r0 - 1]
+    assert any('covers no token' in m for m in logged)
+
+
+def test_frozen_state_dict_and_capture_needs_greedy(tiny_llava_dir, adapter, images):
+    frozen = LlavaAdapter(pretrained=tiny_llava_dir, freeze=True)
+    assert frozen.state_dict() == {}
+    assert not any(p.requires_grad for p in frozen.parameters())
+    frozen.train()
+    assert not frozen.hf_model.training
+    with pytest.raises(ValueError, match='greedy'):
+        adapter.generate(images[:1], ['q'], capture=EAPCapture(),
+                         generation_kwargs=dict(num_beams=2))
