@@ -61,6 +61,9 @@ def parse_args():
     parser.add_argument('--warmup', type=int, default=None,
                         help='untimed single queries first (default: 1 on '
                         'cuda, 0 on cpu)')
+    parser.add_argument('--clock', choices=('wall', 'process'), default='wall',
+                        help='process: CPU time of this process (all threads),'
+                        ' steadier than wall time on a shared CPU machine')
     parser.add_argument('--device', default=None,
                         help='default: cuda when available, else cpu')
     parser.add_argument('--json', default=None, help='also write results')
@@ -79,17 +82,17 @@ def make_queries(n, num_points, h, w, generator):
     return queries
 
 
-def timed(refiner, image, queries, key, device):
+def timed(refiner, image, queries, key, device, clock):
     """Seconds for running ``queries`` one after the other."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     with torch.no_grad():
         for q in queries:
             refiner([image], keys=None if key is None else [key], **q)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def main():
@@ -98,6 +101,7 @@ def main():
         raise SystemExit('--queries and --repeats must be >= 1')
     device = torch.device(args.device or (
         'cuda' if torch.cuda.is_available() else 'cpu'))
+    clock = time.perf_counter if args.clock == 'wall' else time.process_time
     torch.manual_seed(0)
     refiner = SAMRefiner(ARCHS[args.arch], cache_size=16).to(device).eval()
     gen = torch.Generator().manual_seed(0)
@@ -108,15 +112,16 @@ def main():
     warmup = args.warmup if args.warmup is not None else int(
         device.type == 'cuda')
     for _ in range(warmup):
-        timed(refiner, image, queries[:1], None, device)
+        timed(refiner, image, queries[:1], None, device, clock)
     one, cached, uncached = [], [], []
     for rep in range(args.repeats):
-        one.append(timed(refiner, image, queries[:1], None, device))
+        one.append(timed(refiner, image, queries[:1], None, device, clock))
         refiner.cache.clear()  # the first cached query is a miss
-        cached.append(timed(refiner, image, queries, f'img{rep}', device))
+        cached.append(timed(refiner, image, queries, f'img{rep}', device, clock))
         if args.full:
-            uncached.append(timed(refiner, image, queries, None, device))
-    res = dict(arch=args.arch, device=str(device), image_size=[h, w],
+            uncached.append(timed(refiner, image, queries, None, device, clock))
+    res = dict(arch=args.arch, device=str(device), clock=args.clock,
+               image_size=[h, w],
                queries=args.queries, repeats=args.repeats,
                one_query_no_cache_s=statistics.median(one),
                queries_cache_s=statistics.median(cached),
@@ -126,7 +131,7 @@ def main():
     res['ratio_cache_vs_one_query'] = (res['queries_cache_s'] /
                                        res['one_query_no_cache_s'])
     q = args.queries
-    print(f'arch={args.arch} device={device} image={h}x{w} '
+    print(f'arch={args.arch} device={device} clock={args.clock} image={h}x{w} '
           f'queries={q} repeats={args.repeats}')
     print(f'1 query, no cache      : {res["one_query_no_cache_s"]:.3f} s')
     print(f'{q} queries, cache      : {res["queries_cache_s"]:.3f} s')
