@@ -11,12 +11,15 @@ re-encodes the image. The headline figure is
 prints the speed-up. Weights are random (shapes are what matter for time).
 The per-query remainder is SAM's mask decoder (~0.5 s on 2 busy CPU cores),
 so the target holds where the image encoder dominates: ViT-B and up, or any
-SAM on a GPU; ``tiny`` / ``mid`` show where it stops holding.
+SAM on a GPU; ``tiny`` shows where it stops holding. On a CPU shared with
+other jobs, ``--clock process`` (this process's CPU time) is steadier than
+wall time.
 
 Examples::
 
     python tools/analysis_tools/benchmark_sam_cache.py            # vit_b, ~1 min CPU
-    python tools/analysis_tools/benchmark_sam_cache.py --arch mid --full --repeats 3
+    python tools/analysis_tools/benchmark_sam_cache.py --arch mid --full --repeats 3 \
+        --clock process
     python tools/analysis_tools/benchmark_sam_cache.py --arch vit_h --device cuda \
         --repeats 5 --full
 """
