@@ -14,6 +14,8 @@ if [ "$NNODES" -gt 1 ] && [ -z "${MASTER_ADDR:-}" ]; then
   echo "dist_train.sh: NNODES=$NNODES needs MASTER_ADDR (the address of node 0)" >&2; exit 2
 fi
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+# DeepSpeed's CPU accelerator counts devices from LOCAL_SIZE (else it calls numactl).
+export LOCAL_SIZE=${LOCAL_SIZE:-$NPROC}
 DIR=$(cd "$(dirname "$0")" && pwd)
 PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "${PYTHON:-python}" -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \

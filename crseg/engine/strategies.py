@@ -54,6 +54,19 @@ def check_strategy_available(strategy: dict, name: Optional[str] = None) -> None
             f'strategy {name or stype!r} ({stype}) needs the `{package}` package, which is not '
             f'installed in this environment. Install it (e.g. `pip install {package}`, it needs '
             'a CUDA toolkit) or choose --strategy ddp / fsdp.')
+    if package == 'deepspeed':
+        _check_deepspeed_compatible()
+
+
+def _check_deepspeed_compatible() -> None:
+    """mmengine 0.10.x registers optimizers from ``deepspeed.runtime.fp16.onebit``, which
+    newer DeepSpeed releases no longer have (0.19.8 lacks it; 0.15.4 works)."""
+    import deepspeed
+    if importlib.util.find_spec('deepspeed.runtime.fp16.onebit') is None:
+        raise ImportError(
+            f'deepspeed {deepspeed.__version__} lacks deepspeed.runtime.fp16.onebit, which '
+            'mmengine\'s DeepSpeedStrategy imports; install a release that has it '
+            '(tested: deepspeed==0.15.4)')
 
 
 def _deepspeed_optim_wrapper(cfg: Config, strategy: dict) -> None:

@@ -153,3 +153,13 @@ def test_cli_errors_before_any_work(tmp_path):
     assert r.returncode != 0
     assert 'global_batch_size=3 is not divisible by world_size=2' in r.stderr
     assert not list(tmp_path.iterdir()), 'nothing should have been written'
+
+
+def test_incompatible_deepspeed_is_named(monkeypatch):
+    import importlib.util
+    import types
+    monkeypatch.setitem(sys.modules, 'deepspeed', types.SimpleNamespace(__version__='0.19.8'))
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name: None if name.endswith('onebit') else object())
+    with pytest.raises(ImportError, match=r'deepspeed 0.19.8 lacks .*tested: deepspeed==0.15.4'):
+        S.check_strategy_available(dict(type='DeepSpeedStrategy'), 'deepspeed_zero2')
