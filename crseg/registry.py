@@ -29,7 +29,7 @@ from mmseg.registry import VISBACKENDS as MMSEG_VISBACKENDS
 from mmseg.registry import VISUALIZERS as MMSEG_VISUALIZERS
 from mmseg.registry import WEIGHT_INITIALIZERS as MMSEG_WEIGHT_INITIALIZERS
 
-_MODEL_LOCATIONS = ['crseg.models', 'mmseg.models']
+_MODEL_LOCATIONS = ['crseg.models', 'crseg.glcot', 'mmseg.models']
 
 RUNNERS = Registry('runner', parent=MMSEG_RUNNERS, scope='crseg')
 LOOPS = Registry('loop', parent=MMSEG_LOOPS, scope='crseg',

@@ -16,6 +16,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import crseg.datasets  # noqa: F401
     import crseg.engine  # noqa: F401
     import crseg.evaluation  # noqa: F401
+    import crseg.glcot  # noqa: F401
     import crseg.models  # noqa: F401
     import crseg.visualization  # noqa: F401
     from .checkpoint_compat import allow_mmengine_checkpoint_globals

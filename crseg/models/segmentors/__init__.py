@@ -1,1 +1,3 @@
+from .crseg import CRSeg
 
+__all__ = ['CRSeg']

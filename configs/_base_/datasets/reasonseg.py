@@ -1,0 +1,34 @@
+# ReasonSeg (LISA's release): data/reason_seg/ReasonSeg/{train,val,test}/*.jpg + *.json.
+# Validation/test use each image's first query (LISA's protocol); set
+# `first_text_only=False` to evaluate every query. Flip stays off: "left of" queries.
+dataset_type = 'ReasonSegDataset'
+data_root = 'data/reason_seg/ReasonSeg'
+
+train_pipeline = [
+    dict(type='LoadImageFromFile', color_type='color'),
+    dict(type='LoadReasonSegAnnotations'),
+    dict(type='Resize', scale=(1024, 1024), keep_ratio=True),
+    dict(type='PackReasonSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', color_type='color'),
+    dict(type='LoadReasonSegAnnotations'),
+    dict(type='PackReasonSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=2, persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+                 first_text_only=False, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1, num_workers=2, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, split='val',
+                 first_text_only=True, pipeline=test_pipeline))
+test_dataloader = dict(
+    batch_size=1, num_workers=2, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root, split='test',
+                 first_text_only=True, pipeline=test_pipeline))
+val_evaluator = dict(type='ReasonSegMetric', protocol='lisa')
+test_evaluator = val_evaluator

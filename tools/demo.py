@@ -1,0 +1,83 @@
+"""Segment one image from one query and draw what the model did.
+
+    python tools/demo.py IMAGE "QUERY" --config CFG --checkpoint CKPT --out DIR
+
+Writes ``DIR/<stem>_mask.png`` (0/255) and ``DIR/<stem>_vis.png`` (image, EAP
+heat-map with the points, refined mask, and the GLCoT text), and prints the
+model's response. Grayscale, RGBA and 16-bit images are read as 8-bit colour.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import cv2
+import numpy as np
+from mmengine.dataset import Compose, pseudo_collate
+from mmengine.registry import init_default_scope
+from mmengine.runner import load_checkpoint
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from train import load_config  # noqa: E402
+
+from crseg.registry import MODELS  # noqa: E402
+from crseg.utils import register_all_modules  # noqa: E402
+from crseg.visualization import render_prediction  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description='CR-Seg on one image and one query')
+    p.add_argument('image')
+    p.add_argument('query')
+    p.add_argument('--config', required=True)
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--out', default='demo_out')
+    p.add_argument('--sentence', action='store_true', help='the query is a long sentence')
+    p.add_argument('--device', default='cpu')
+    return p.parse_args()
+
+
+def build_model(cfg, checkpoint, device='cpu'):
+    init_default_scope(cfg.get('default_scope', 'crseg'))
+    model = MODELS.build(cfg.model)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint does not exist: {checkpoint}')
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=False)
+    return model.to(device).eval()
+
+
+def inference_pipeline(cfg):
+    """The test pipeline without its annotation loading (no ground truth here)."""
+    steps = [t for t in cfg.test_dataloader.dataset.pipeline
+             if t['type'] not in ('LoadReasonSegAnnotations', 'LoadAnnotations')]
+    return Compose(steps)
+
+
+def segment(model, pipeline, image_path, query, is_sentence=False):
+    if not osp.isfile(image_path):
+        raise FileNotFoundError(f'image does not exist: {image_path}')
+    data = pipeline(dict(img_path=image_path, query=query, is_sentence=is_sentence,
+                         glcot=None, query_type=None, sample_idx=0))
+    return model.test_step(pseudo_collate([data]))[0]
+
+
+def main():
+    args = parse_args()
+    register_all_modules(init_default_scope=False)
+    cfg = load_config(args.config)
+    model = build_model(cfg, args.checkpoint, args.device)
+    sample = segment(model, inference_pipeline(cfg), args.image, args.query, args.sentence)
+    os.makedirs(args.out, exist_ok=True)
+    stem = osp.splitext(osp.basename(args.image))[0]
+    mask = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8) * 255
+    cv2.imwrite(osp.join(args.out, f'{stem}_mask.png'), mask)
+    image = cv2.imread(args.image, cv2.IMREAD_COLOR)[..., ::-1]
+    cv2.imwrite(osp.join(args.out, f'{stem}_vis.png'),
+                render_prediction(image, sample)[..., ::-1])
+    print(f"response: {sample.metainfo.get('pred_text', '')}")
+    print(f"answer:   {sample.metainfo.get('answer', '')}")
+    print(f'mask pixels: {int((mask > 0).sum())} -> {args.out}/{stem}_mask.png, {stem}_vis.png')
+
+
+if __name__ == '__main__':
+    main()
