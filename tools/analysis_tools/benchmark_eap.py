@@ -11,7 +11,8 @@ is real-width but ``--vision-depth`` blocks deep (default 1): its cost is the sa
 variant, so keep it small to avoid flattering the ratios. Weights are random; the offline tiny
 Qwen2-VL processor (BPE tokenizer trained on a few sentences) tokenizes.
 
-Variants, side by side in one process (median of ``--repeats`` after one warm-up):
+Variants, side by side in one process, interleaved (round 0 = warm-up + memory, then
+``--repeats`` rounds; times are medians, ratios the median of per-round ratios):
   plain   : the language model on transformers' 'sdpa' (no wrapper);
   capture : the EAP wrapper with all layers/heads captured for the answer rows;
   eager   : eager attention with ``output_attentions=True`` (what the capture replaces);
@@ -114,19 +115,37 @@ def make_batch(adapter, args):
     return batch, image, query
 
 
-def timed(fn, repeats, device):
-    def once():
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        res = fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0, res
+def run_once(fn, device):
+    if device == 'cuda':
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if device == 'cuda':
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
 
-    once()  # warm-up
-    runs = [once() for _ in range(repeats)]
-    return statistics.median(t for t, _ in runs), runs[-1][1]
+
+def interleaved(variants: dict, repeats: int, device: str):
+    """Round 0 warms up and measures memory; rounds 1..repeats time every variant in turn.
+
+    Interleaving makes load changes on a shared machine hit all variants alike; the ratio
+    to the first variant is the median of the per-round ratios.
+    """
+    times = {name: [] for name in variants}
+    mem, outs = {}, {}
+    for rnd in range(repeats + 1):
+        for name, fn in variants.items():
+            if rnd == 0:
+                with PeakMemory(device) as pm:
+                    _, outs[name] = run_once(fn, device)
+                mem[name] = pm.extra
+            else:
+                times[name].append(run_once(fn, device)[0])
+    base = next(iter(variants))
+    stats = {name: dict(time=statistics.median(ts), mem=mem[name],
+                        ratio=statistics.median(t / t0 for t, t0 in zip(ts, times[base])))
+             for name, ts in times.items()}
+    return stats, outs
 
 
 class PeakMemory:
@@ -165,45 +184,40 @@ def main(argv=None):
     L, H = adapter.num_layers, adapter.num_heads
     eap_name = register_eap_attention('sdpa')
     cfg = adapter.text_config
-    res = {}
+    cap = EAPCapture(layers='all', heads='all', rows='answer')
+
+    def on(impl, fn):
+        def call():
+            cfg._attn_implementation = impl
+            return fn()
+        return call
+
+    forward = {
+        'plain': on('sdpa', lambda: adapter.forward(batch)),
+        'capture': on(eap_name, lambda: adapter.forward(batch, cap))}
+    if not args.skip_eager:
+        forward['eager'] = on('eager', lambda: adapter.hf_model(
+            **batch.model_inputs, output_attentions=True, use_cache=False))
+    force = dict(min_new_tokens=args.new_tokens)  # random weights: no early EOS
+    gen = dict(max_new_tokens=args.new_tokens, generation_kwargs=force)
+    generate = {
+        'gen': on('sdpa', lambda: adapter.generate([image], [query], **gen)),
+        'gen_capture': on(eap_name, lambda: adapter.generate(
+            [image], [query], capture=EAPCapture(rows='answer'), **gen)),
+        'gen_capture_pre': on(eap_name, lambda: adapter.generate(
+            [image], [query], capture=EAPCapture(rows='pre_answer'), **gen))}
     with torch.no_grad():
-        cfg._attn_implementation = 'sdpa'
-        with PeakMemory(args.device) as mem:
-            res['plain'] = timed(lambda: adapter.forward(batch), args.repeats, args.device)[0]
-        res['plain_mem'] = mem.extra
-        cfg._attn_implementation = eap_name
-        cap = EAPCapture(layers='all', heads='all', rows='answer')
-        with PeakMemory(args.device) as mem:
-            res['capture'], out = timed(lambda: adapter.forward(batch, cap), args.repeats,
-                                        args.device)
-        res['capture_mem'] = mem.extra
+        res, outs = interleaved(forward, args.repeats, args.device)
         # kept: [R, L*H, n_img] rows; transient: one layer's [H, R, S] scores at a time
-        res['capture_bytes'] = out['row_attn'][0].numel() * 4 + H * R * S * 4
-        if not args.skip_eager:
-            cfg._attn_implementation = 'eager'
-            with PeakMemory(args.device) as mem:
-                res['eager'], eo = timed(lambda: adapter.hf_model(
-                    **batch.model_inputs, output_attentions=True, use_cache=False),
-                    args.repeats, args.device)
-            res['eager_mem'] = mem.extra
-            res['eager_bytes'] = sum(a.numel() * a.element_size() for a in eo.attentions)
-            del eo
-        cfg._attn_implementation = 'sdpa'
-        force = dict(min_new_tokens=args.new_tokens)  # random weights: no early EOS
-        res['gen'] = timed(lambda: adapter.generate([image], [query],
-                                                    max_new_tokens=args.new_tokens,
-                                                    generation_kwargs=force),
-                           args.repeats, args.device)[0]
-        cfg._attn_implementation = eap_name
-        res['gen_capture'], gen = timed(lambda: adapter.generate(
-            [image], [query], capture=EAPCapture(rows='answer'),
-            max_new_tokens=args.new_tokens, generation_kwargs=force), args.repeats,
-            args.device)
-        assert gen[0].row_attn.shape[0] == args.new_tokens
-        res['gen_capture_pre'] = timed(lambda: adapter.generate(
-            [image], [query], capture=EAPCapture(rows='pre_answer'),
-            max_new_tokens=args.new_tokens, generation_kwargs=force), args.repeats,
-            args.device)[0]
+        res['capture']['bytes'] = outs['capture']['row_attn'][0].numel() * 4 + H * R * S * 4
+        if 'eager' in outs:
+            res['eager']['bytes'] = sum(a.numel() * a.element_size()
+                                        for a in outs['eager'].attentions)
+        del outs
+        gres, gouts = interleaved(generate, args.repeats, args.device)
+        assert gouts['gen_capture'][0].row_attn.shape[0] == args.new_tokens
+        res.update(gres)
+    cfg._attn_implementation = eap_name
     report(args, res, S, R, n_img, L, H)
     return res
 
@@ -214,26 +228,26 @@ def report(args, res, S, R, n_img, L, H):
         f'device={args.device} threads={torch.get_num_threads()} dtype={args.dtype} '
         f'layers={L} hidden={args.hidden} heads={H} kv_heads={args.kv_heads} '
         f'vocab={args.vocab} seq={S} image_tokens={n_img} answer_rows={R} '
-        f'new_tokens={args.new_tokens} repeats={args.repeats}',
-        f"forward  plain sdpa : {res['plain']:.3f} s   peak growth "
-        f"{res['plain_mem'] * mb:.1f} MiB",
-        f"forward  EAP capture: {res['capture']:.3f} s   ratio "
-        f"{res['capture'] / res['plain']:.3f}x   peak growth {res['capture_mem'] * mb:.1f} MiB"
-        f"   attention tensors {res['capture_bytes'] * mb:.2f} MiB"]
+        f'new_tokens={args.new_tokens} repeats={args.repeats} (interleaved, medians)',
+        f"forward  plain sdpa : {res['plain']['time']:.3f} s   peak growth "
+        f"{res['plain']['mem'] * mb:.1f} MiB",
+        f"forward  EAP capture: {res['capture']['time']:.3f} s   ratio "
+        f"{res['capture']['ratio']:.3f}x   peak growth {res['capture']['mem'] * mb:.1f} MiB"
+        f"   attention tensors {res['capture']['bytes'] * mb:.2f} MiB"]
     if 'eager' in res:
         lines += [
-            f"forward  eager+attn : {res['eager']:.3f} s   ratio "
-            f"{res['eager'] / res['plain']:.3f}x   peak growth {res['eager_mem'] * mb:.1f} MiB"
-            f"   attention tensors {res['eager_bytes'] * mb:.1f} MiB",
+            f"forward  eager+attn : {res['eager']['time']:.3f} s   ratio "
+            f"{res['eager']['ratio']:.3f}x   peak growth {res['eager']['mem'] * mb:.1f} MiB"
+            f"   attention tensors {res['eager']['bytes'] * mb:.1f} MiB",
             f"capture attention memory / eager attention memory: "
-            f"{100 * res['capture_bytes'] / res['eager_bytes']:.3f} %"]
+            f"{100 * res['capture']['bytes'] / res['eager']['bytes']:.3f} %"]
     lines += [
-        f"generate plain      : {res['gen']:.3f} s",
-        f"generate + capture  : {res['gen_capture']:.3f} s   ratio "
-        f"{res['gen_capture'] / res['gen']:.3f}x (rows='answer', worst case: no EOS within "
+        f"generate plain      : {res['gen']['time']:.3f} s",
+        f"generate + capture  : {res['gen_capture']['time']:.3f} s   ratio "
+        f"{res['gen_capture']['ratio']:.3f}x (rows='answer', worst case: no EOS within "
         f"new_tokens, so 1 extra decoding step is run)",
-        f"generate + capture  : {res['gen_capture_pre']:.3f} s   ratio "
-        f"{res['gen_capture_pre'] / res['gen']:.3f}x (rows='pre_answer': no extra step)"]
+        f"generate + capture  : {res['gen_capture_pre']['time']:.3f} s   ratio "
+        f"{res['gen_capture_pre']['ratio']:.3f}x (rows='pre_answer': no extra step)"]
     for line in lines:
         print(line)  # noqa: T201 (a CLI report)
 
