@@ -7,9 +7,9 @@
 Without ``--strategy`` the config runs on mmengine's ``Runner`` (DDP when launched with
 ``--launcher pytorch``). ``--strategy NAME`` reads ``configs/_base_/strategies/NAME.py`` (or a
 snippet file) and runs on mmengine's ``FlexibleRunner`` with that strategy (see
-``crseg/engine/strategies.py``); ``--cfg-options`` are applied after it, so
-``--cfg-options strategy.model_wrapper.mixed_precision=None`` works. A config with
-``runner_type='FlexibleRunner'`` (a strategy snippet in its ``_base_``) also runs on it.
+``crseg/engine/strategies.py``); ``--cfg-options`` are applied before it and their
+``strategy.*`` keys again after it, so ``--cfg-options strategy.model_wrapper.mixed_precision=None``
+works. A config with a ``strategy`` (a snippet in its ``_base_``) also runs on FlexibleRunner.
 Config keys this script understands besides mmengine's: ``global_batch_size`` (per-process
 batch derived from the world size; a world size that does not divide it is an error) and
 ``save_trainable_only`` (checkpoints hold only trainable weights, see
@@ -26,7 +26,8 @@ from mmengine.runner import FlexibleRunner, Runner
 
 from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
                                      canonical_strategy_name, check_world_size,
-                                     cpu_distributed_patch, world_size_from_env)
+                                     cpu_distributed_patch, finalize_strategy,
+                                     world_size_from_env)
 from crseg.utils import register_all_modules
 
 STRATEGY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
@@ -70,20 +71,31 @@ def strategy_snippet(name):
     return path
 
 
-def load_config(path, cfg_options=None, strategy=None):
-    """Read a config, failing clearly when the file does not exist.
-
-    ``strategy`` (a ``--strategy`` value) is applied before ``cfg_options``.
-    """
+def load_config(path, cfg_options=None):
+    """Read a config, failing clearly when the file does not exist."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'config file does not exist: {path}')
     cfg = Config.fromfile(path)
-    if strategy is not None:
-        apply_strategy(cfg, Config.fromfile(strategy_snippet(strategy)),
-                       canonical_strategy_name(strategy))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     return cfg
+
+
+def setup_strategy(cfg, strategy=None, cfg_options=None):
+    """Apply ``--strategy`` (or complete a strategy the config already has).
+
+    ``--cfg-options`` were merged before (so ``--amp`` and optimizer options reach the
+    DeepSpeed conversion); their ``strategy.*`` keys are merged again after, so they
+    override the snippet.
+    """
+    if strategy is not None:
+        apply_strategy(cfg, Config.fromfile(strategy_snippet(strategy)),
+                       canonical_strategy_name(strategy))
+        again = {k: v for k, v in (cfg_options or {}).items() if k.split('.')[0] == 'strategy'}
+        if again:
+            cfg.merge_from_dict(again)
+    elif cfg.get('strategy') is not None:
+        finalize_strategy(cfg)
 
 
 def setup_work_dir(cfg, config_path, work_dir=None):
@@ -125,7 +137,10 @@ def build_runner(cfg):
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config, args.cfg_options, args.strategy)
+    cfg = load_config(args.config, args.cfg_options)
+    if args.amp:
+        enable_amp(cfg)
+    setup_strategy(cfg, args.strategy, args.cfg_options)
     cfg.launcher = args.launcher
     # Checks that need no process group come first: nothing has started yet.
     if cfg.get('strategy') is not None and args.launcher == 'none':
@@ -137,8 +152,6 @@ def main():
     if args.launcher == 'pytorch':
         cpu_distributed_patch(cfg)
     setup_work_dir(cfg, args.config, args.work_dir)
-    if args.amp:
-        enable_amp(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:

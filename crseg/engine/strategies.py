@@ -86,11 +86,16 @@ def _deepspeed_optim_wrapper(cfg: Config, strategy: dict) -> None:
     if accum is not None:
         strategy.setdefault('gradient_accumulation_steps', int(accum))
     if wtype == 'AmpOptimWrapper':
-        dtype = str(ow.pop('dtype', None) or 'float16')
+        # an explicit AMP dtype wins; without one the strategy's precision is kept (fp16 if
+        # it has none, mmengine's AMP default)
+        dtype = ow.pop('dtype', None)
         ow.pop('loss_scale', None)
-        key = 'bf16' if 'bfloat16' in dtype else 'fp16'
-        if strategy.get('bf16') is None and strategy.get('fp16') is None:
+        if dtype is not None:
+            key = 'bf16' if 'bfloat16' in str(dtype) else 'fp16'
             strategy[key] = dict(enabled=True)
+            strategy.pop('fp16' if key == 'bf16' else 'bf16', None)
+        elif strategy.get('bf16') is None and strategy.get('fp16') is None:
+            strategy['fp16'] = dict(enabled=True)
     ow.type = 'DeepSpeedOptimWrapper'
     batch = cfg.get('train_dataloader', {}).get('batch_size')
     if batch is not None:
@@ -103,7 +108,15 @@ def apply_strategy(cfg: Config, strategy_cfg, name: Optional[str] = None) -> Con
     in place and returns it. Raises when the strategy's package is missing."""
     if 'strategy' not in strategy_cfg:
         raise KeyError(f'strategy config {name!r} has no `strategy` dict')
-    strategy = copy.deepcopy(dict(strategy_cfg['strategy']))
+    cfg.strategy = ConfigDict(copy.deepcopy(dict(strategy_cfg['strategy'])))
+    return finalize_strategy(cfg, name)
+
+
+def finalize_strategy(cfg: Config, name: Optional[str] = None) -> Config:
+    """Check and complete the ``strategy`` a config already holds (from ``--strategy`` or a
+    snippet in its ``_base_``): package present, ``runner_type='FlexibleRunner'``, DeepSpeed's
+    optimizer options moved out of ``optim_wrapper`` (idempotent)."""
+    strategy = dict(cfg.strategy)
     check_strategy_available(strategy, name)
     if strategy.get('type') == 'DeepSpeedStrategy':
         if cfg.get('save_trainable_only', False):

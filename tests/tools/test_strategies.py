@@ -163,3 +163,40 @@ def test_incompatible_deepspeed_is_named(monkeypatch):
                         lambda name: None if name.endswith('onebit') else object())
     with pytest.raises(ImportError, match=r'deepspeed 0.19.8 lacks .*tested: deepspeed==0.15.4'):
         S.check_strategy_available(dict(type='DeepSpeedStrategy'), 'deepspeed_zero2')
+
+
+def _train_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('crseg_train_tool', ROOT / 'tools/train.py')
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_train_tool_orders_amp_strategy_and_options(monkeypatch):
+    monkeypatch.setattr(S, 'check_strategy_available', lambda *a, **k: None)
+    train = _train_module()
+    opts = {'optim_wrapper.clip_grad': dict(max_norm=2.0), 'optim_wrapper.dtype': 'float16',
+            'strategy.zero_optimization.overlap_comm': False}
+    cfg = train.load_config(str(SMOKE), opts)
+    train.enable_amp(cfg)  # --amp with dtype float16 -> DeepSpeed fp16 instead of the bf16
+    train.setup_strategy(cfg, 'zero2', opts)
+    st = cfg.strategy
+    assert st.zero_optimization.stage == 2 and st.zero_optimization.overlap_comm is False
+    assert st.fp16 == dict(enabled=True) and 'bf16' not in st
+    assert st.gradient_clipping == 2.0
+    assert cfg.optim_wrapper.type == 'DeepSpeedOptimWrapper'
+    assert 'clip_grad' not in cfg.optim_wrapper
+
+
+def test_strategy_from_config_base_is_completed(monkeypatch, tmp_path):
+    monkeypatch.setattr(S, 'check_strategy_available', lambda *a, **k: None)
+    train = _train_module()
+    path = tmp_path / 'with_zero3.py'
+    path.write_text(f"_base_ = ['{SMOKE}', '{SNIPPETS / 'deepspeed_zero3.py'}']\n"
+                    "optim_wrapper = dict(clip_grad=dict(max_norm=1.0))\n")
+    cfg = train.load_config(str(path))
+    train.setup_strategy(cfg)
+    assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.zero_optimization.stage == 3
+    assert set(cfg.optim_wrapper) == {'type', 'optimizer'}
+    assert cfg.strategy.gradient_clipping == 1.0

@@ -14,4 +14,3 @@ strategy = dict(
         stage3_param_persistence_threshold=int(1e5),
         stage3_gather_16bit_weights_on_model_save=True),
     inputs_to_half=['inputs'])
-optim_wrapper = dict(type='DeepSpeedOptimWrapper')
