@@ -20,8 +20,19 @@ from mmengine.model import is_model_wrapper
 from crseg.registry import HOOKS
 
 
+# Wrapper modules that insert a level into parameter names but not into state-dict keys.
+_WRAPPER_PARTS = ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.')
+
+
+def _clean(name: str) -> str:
+    """A parameter name as it appears in a state dict (no 'module.' / FSDP wrapper parts)."""
+    for part in _WRAPPER_PARTS:
+        name = name.replace(part, '')
+    return name.removeprefix('module.')
+
+
 def _join(prefix: str, name: str) -> str:
-    return f'{prefix}.{name}' if prefix else name
+    return _clean(f'{prefix}.{name}' if prefix else name)
 
 
 def trainable_state_dict_keys(model: nn.Module) -> Set[str]:
@@ -52,7 +63,8 @@ def trainable_state_dict_keys(model: nn.Module) -> Set[str]:
 
 def frozen_state_dict_keys(model: nn.Module) -> Set[str]:
     """Parameter and buffer names that :func:`trainable_state_dict_keys` leaves out."""
-    every = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
+    every = {_clean(n) for n, _ in model.named_parameters()}
+    every |= {_clean(n) for n, _ in model.named_buffers()}
     return every - trainable_state_dict_keys(model)
 
 
@@ -77,8 +89,9 @@ class TrainableCheckpointHook(Hook):
                       level=logging.WARNING)
             return
         drop = frozen_state_dict_keys(model)
-        # DDP/FSDP strategies save keys of the wrapper ('module.' prefix).
-        removed = [k for k in list(state) if k in drop or k.removeprefix('module.') in drop]
+        # DDP strategies save keys of the wrapper ('module.' prefix); FSDP units add
+        # '_fsdp_wrapped_module.' to parameter names (FSDP needs use_orig_params=True here).
+        removed = [k for k in list(state) if _clean(k) in drop]
         for k in removed:
             del state[k]
         if not self._logged:

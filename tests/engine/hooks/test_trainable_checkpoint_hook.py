@@ -79,3 +79,19 @@ def test_checkpoint_holds_trainable_only_and_resumes(tmp_path):
     full.train()
     for k, v in full.model.state_dict().items():
         torch.testing.assert_close(runner.model.state_dict()[k], v, msg=k)
+
+
+def test_keys_under_fsdp_wrapping(tmp_path):
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0,
+                            world_size=1)
+    try:
+        model = TinyFrozenBackbone()
+        expected = trainable_state_dict_keys(model)
+        model.head = FSDP(model.head, use_orig_params=True, device_id=torch.device('cpu'))
+        assert any('_fsdp_wrapped_module' in n for n, _ in model.named_parameters())
+        assert trainable_state_dict_keys(model) == expected
+        assert 'backbone.0.weight' in frozen_state_dict_keys(model)
+    finally:
+        dist.destroy_process_group()
