@@ -1,6 +1,54 @@
+"""Session-wide fixtures: an offline environment and a tiny SynthReason world + tiny LLaVA."""
+import glob
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 # Tests never reach the network: transformers / huggingface_hub stay offline.
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return ROOT
+
+
+@pytest.fixture(scope='session')
+def tiny_sam_arch():
+    """A one-block SAM on 64 px images (prompt width 32): random weights, fast on CPU."""
+    return dict(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2, out_chans=32,
+                global_attn_indexes=(0, ), window_size=0, decoder_mlp_dim=64,
+                decoder_num_heads=2, iou_head_hidden_dim=32)
+
+
+@pytest.fixture(scope='session')
+def synth_root(tmp_path_factory):
+    """6 train + 4 val SynthReason images of 96 px, written by the real converter."""
+    out = tmp_path_factory.mktemp('synth')
+    subprocess.run([sys.executable, str(ROOT / 'tools/dataset_converters/synthreason.py'),
+                    '--out', str(out), '--num-train', '6', '--num-val', '4', '--seed', '3',
+                    '--img-size', '96'], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope='session')
+def tiny_llava_dir(tmp_path_factory, synth_root):
+    """A tiny LLaVA folder whose tokenizer is trained on the tiny world's texts."""
+    from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
+    from crseg.models.mllms import build_tiny_llava
+    texts = [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION]
+    for f in sorted(glob.glob(str(synth_root / '*' / '*.json'))):
+        with open(f, encoding='utf-8') as fh:
+            ann = json.load(fh)
+        texts += ann['text'] + [v for g in ann['glcot'] for v in g.values()]
+    return build_tiny_llava(str(tmp_path_factory.mktemp('llava')), texts, image_size=64,
+                            patch=16, vision_width=32, vision_layers=1, text_width=32,
+                            text_layers=2, heads=2, vocab_size=300)
