@@ -1,0 +1,7 @@
+# CR-Seg, Qwen2.5-VL-7B + SAM ViT-H, 10k iterations on ReasonSeg (GPUs; weights in data/weights/).
+_base_ = [
+    '../_base_/models/crseg_qwen25vl_7b_samvith.py',
+    '../_base_/datasets/reasonseg.py',
+    '../_base_/schedules/schedule_10k.py',
+    '../_base_/default_runtime.py',
+]

@@ -1,0 +1,70 @@
+"""The real-size configs resolve, and build + predict with tiny stand-ins of the same classes.
+
+LLaVA-1.5-7B / Qwen2.5-VL-7B and SAM ViT-H cannot be downloaded here, so the test swaps only
+what needs the weights: `pretrained` -> a tiny folder of the same HF class, SAM's arch -> a
+tiny dict (no checkpoint), and the captured layer ids (the tiny models have 2 layers).
+Everything else (LoRA, freezing, dtype aside, prompts, heads) is the config's own.
+"""
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from crseg.registry import MODELS
+
+REAL = {
+    'configs/crseg/crseg_llava15_7b_samvith_10k_reasonseg.py': ('LlavaAdapter', 'llava'),
+    'configs/crseg/crseg_qwen25vl_7b_samvith_10k_reasonseg.py': ('Qwen2VLAdapter', 'qwen25'),
+}
+
+
+@pytest.fixture(scope='module')
+def tiny_qwen25_dir(tmp_path_factory):
+    from crseg.glcot import GLCOT_INSTRUCTION
+    from crseg.models.mllms import build_tiny_qwen2vl
+    return build_tiny_qwen2vl(str(tmp_path_factory.mktemp('qwen25')),
+                              [GLCOT_INSTRUCTION, 'scene: region: answer: the red circle'],
+                              vision_width=32, vision_layers=1, text_width=32, text_layers=2,
+                              heads=2, kv_heads=1, vocab_size=300, qwen25=True)
+
+
+@pytest.mark.parametrize('path', sorted(REAL))
+def test_real_config_resolves(repo_root, path):
+    cfg = Config.fromfile(str(repo_root / path))
+    adapter, _ = REAL[path]
+    assert cfg.model.type == 'CRSeg'
+    assert cfg.model.mllm.type == adapter and cfg.model.mllm.freeze
+    assert cfg.model.mllm.lora.r == 8
+    assert cfg.model.refiner.arch == 'vit_h'
+    assert cfg.model.refiner.checkpoint.endswith('sam_vit_h_4b8939.pth')
+    assert 'in_channels' not in cfg.model.coarse_head
+    assert cfg.default_scope == 'crseg'
+
+
+@pytest.mark.parametrize('path', sorted(REAL))
+def test_real_config_builds_with_tiny_stand_ins(repo_root, path, tiny_llava_dir,
+                                                tiny_qwen25_dir, tiny_sam_arch):
+    init_default_scope('crseg')
+    cfg = Config.fromfile(str(repo_root / path))
+    _, family = REAL[path]
+    m = cfg.model
+    m.mllm.pretrained = tiny_llava_dir if family == 'llava' else tiny_qwen25_dir
+    m.mllm.torch_dtype = 'float32'
+    m.mllm.max_new_tokens = 6
+    m.capture.layers = [0, 1]
+    m.refiner.arch, m.refiner.checkpoint = tiny_sam_arch, None
+    model = MODELS.build(m)
+    hf_cls = type(model.mllm.hf_model).__name__
+    assert hf_cls.startswith('Llava' if family == 'llava' else 'Qwen2_5_VL'), hf_cls
+    trainable = [n for n, p in model.mllm.named_parameters() if p.requires_grad]
+    assert trainable and all('lora_' in n for n in trainable)
+    assert model.coarse_head.in_channels == 2 * model.mllm.num_heads
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    img = torch.randint(0, 255, (3, 48, 80), dtype=torch.uint8)
+    s = SegDataSample(metainfo=dict(query='the red circle', ori_shape=(48, 80),
+                                    img_shape=(48, 80), img_path='x.png'))
+    s.gt_sem_seg = PixelData(data=torch.zeros(1, 48, 80, dtype=torch.long))
+    model.eval()
+    out = model.predict([img], [s])
+    assert out[0].pred_sem_seg.data.shape == (1, 48, 80)
