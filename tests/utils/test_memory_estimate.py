@@ -22,12 +22,26 @@ def _tiny_llava():
                                                      image_token_index=90))
 
 
-def test_config_counts_equal_numel():
+def _tool():
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'estimate_memory', ROOT / 'tools/analysis_tools/estimate_memory.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_cli_table(capsys):
+    text = _tool().main(['--preset', 'llava-1.5-7b+sam-vit-h', '--batch', '1', '8',
+                         '--strategy', 'ddp', 'zero3', '--gpus', '8'])
+    rows = [line for line in text.splitlines() if line.startswith(('| ddp', '| zero3'))]
+    assert len(rows) == 4 and 'GiB per GPU' in text
+    assert '7,712,906,288' in text  # LLaVA-1.5-7B + LoRA r=8 + SAM ViT-H
+    assert capsys.readouterr().out.strip() == text.strip()
+
+
+def test_config_counts_equal_numel():
+    tool = _tool()
     profile = tool.build_profile(tool.parse_args([str(SMOKE)]))
     from mmengine.config import Config
     from crseg.registry import MODELS

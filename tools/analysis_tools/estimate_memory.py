@@ -79,6 +79,10 @@ def fmt_count(n):
 
 
 def render(profile, args):
+    rows = [(s, b, estimate(profile, s, args.gpus, b, args.act_factor))
+            for s in args.strategy for b in args.batch]
+    big = max(e['total'] for _, _, e in rows) >= GiB
+    unit, scale = ('GiB', GiB) if big else ('MiB', GiB / 1024)
     lines = [f'# {profile.name}', '', '| component | params | trainable |', '|---|---:|---:|']
     for c in profile.components:
         lines.append(f'| {c.name} | {c.params:,} | {c.trainable:,} |')
@@ -86,18 +90,16 @@ def render(profile, args):
                  f'**{profile.trainable:,}** ({fmt_count(profile.trainable)}) |')
     lines += [''] + [f'- {n}' for n in profile.notes] + [
         f'- {args.gpus} GPU(s); 16-bit weights, 16-bit grads and fp32 AdamW states (12 B) '
-        'per trainable weight; GiB per GPU; "ckpt" = with gradient checkpointing',
+        f'per trainable weight; {unit} per GPU; "ckpt" = with gradient checkpointing',
         '- zero3/fsdp add 2 gathered 16-bit units; fsdp = zero3 when the model is loaded in '
         '16 bit (torch_dtype=bfloat16); an fp32-loaded model doubles its sharded weights', '',
         '| strategy | batch/GPU | weights | grads | optim | act | act (ckpt) | total | '
         'total (ckpt) |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|']
-    for s in args.strategy:
-        for b in args.batch:
-            e = estimate(profile, s, args.gpus, b, args.act_factor)
-            cells = ' | '.join(f'{e[k] / GiB:.2f}' for k in
-                               ('weights', 'grads', 'optim', 'act', 'act_ckpt', 'total',
-                                'total_ckpt'))
-            lines.append(f'| {s} | {b} | {cells} |')
+    for s, b, e in rows:
+        cells = ' | '.join(f'{e[k] / scale:.2f}' for k in
+                           ('weights', 'grads', 'optim', 'act', 'act_ckpt', 'total',
+                            'total_ckpt'))
+        lines.append(f'| {s} | {b} | {cells} |')
     if profile.layers:
         flops = train_flops_per_sample(profile, checkpointing=True)
         rate = args.peak_tflops * 1e12 * args.mfu / flops
