@@ -32,7 +32,6 @@ import contextvars
 from typing import List, Optional, Sequence, Union
 
 import torch
-from mmengine.logging import print_log
 from torch import Tensor
 
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar('crseg_eap_capture', default=None)
@@ -259,10 +258,6 @@ class EAPCapture:
 def active_capture() -> Optional[EAPCapture]:
     """The capture currently recording (inside ``with capture:``), or None."""
     return _ACTIVE.get()
-
-
-def log_capture_fallback(msg: str) -> None:
-    print_log(f'EAP capture: {msg}', logger='current', level=30)
 
 
 __all__ = ['EAPCapture', 'register_eap_attention', 'active_capture', 'EAP_ATTN_PREFIX',
