@@ -13,6 +13,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from train import load_config, setup_work_dir  # noqa: E402
 
+from crseg.engine.strategies import cpu_distributed_patch  # noqa: E402
 from crseg.utils import register_all_modules  # noqa: E402
 
 
@@ -55,6 +56,8 @@ def main():
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = args.checkpoint
+    if args.launcher == 'pytorch':
+        cpu_distributed_patch(cfg)  # gloo and no cuda.set_device on CPU-only machines
     if args.show_dir:
         trigger_visualization_hook(cfg, args.show_dir)
     if args.out:
