@@ -222,25 +222,30 @@ class BaseMLLMAdapter(BaseModule):
             raise RuntimeError(f"{type(self).__name__}: attn_implementation='eager' cannot "
                                'capture; use sdpa (the EAP wrapper) or output_attentions')
 
-    def forward(self, batch: MLLMBatch, capture: Optional[EAPCapture] = None) -> dict:
+    def forward(self, batch: MLLMBatch, capture: Optional[EAPCapture] = None,
+                output_hidden_states: bool = False) -> dict:
         """Teacher-forced forward: ``loss_lm`` (with labels), ``attn_maps`` and ``row_attn``.
 
         ``attn_maps[b]``: [C, h, w], the mean over sample b's query rows; ``row_attn[b]``:
-        [R, C, h, w]. Differentiable in training mode.
+        [R, C, h, w]. Differentiable in training mode. ``output_hidden_states``: also
+        ``hidden_states``, the language model's last hidden states [B, T, D].
         """
         out = {}
+        extra = dict(output_hidden_states=True) if output_hidden_states else {}
         if capture is not None:
             self._require_capture()
             pos = [lay.positions for lay in batch.image_layouts]
             capture.start(self.num_layers, self.num_heads, 'rows', pos, batch.query_rows)
             with capture:
-                res = self.hf_model(**batch.model_inputs, use_cache=False)
+                res = self.hf_model(**batch.model_inputs, use_cache=False, **extra)
             rows = capture.collect()
             out['row_attn'] = [r.reshape(r.shape[0], r.shape[1], *lay.grid)
                                for r, lay in zip(rows, batch.image_layouts)]
             out['attn_maps'] = [r.mean(0) for r in out['row_attn']]
         else:
-            res = self.hf_model(**batch.model_inputs, use_cache=False)
+            res = self.hf_model(**batch.model_inputs, use_cache=False, **extra)
+        if output_hidden_states:
+            out['hidden_states'] = res.hidden_states[-1]
         if batch.labels is not None:
             out['loss_lm'] = self._weighted_lm_loss(res.logits, batch.labels,
                                                     batch.token_weights)

@@ -259,7 +259,7 @@ class SAMRefiner(BaseModule):
 
     # -------------------------------------------------------------- forward
     def forward(self, images, points=None, labels=None, mask_logits=None,
-                boxes=None, keys=None) -> dict:
+                boxes=None, keys=None, sparse_embeddings=None) -> dict:
         """Refine one prompt set per image.
 
         Args:
@@ -271,6 +271,10 @@ class SAMRefiner(BaseModule):
                 None entries) at any resolution; see ``mask_frame``.
             boxes: ``[B, 4]`` xyxy in original pixel coordinates.
             keys: cache keys, one per image (e.g. ``img_path``).
+            sparse_embeddings: extra sparse prompt tokens, ``[B, N, C]`` or
+                a list of ``[N, C]`` (or None entries), C = the prompt
+                encoder's ``embed_dim``; appended after the point/box
+                tokens (LISA-style ``[SEG]`` embeddings). Differentiable.
 
         A sample with no point, box or mask takes SAM's no-prompt path
         (no sparse token, the learned no-mask dense embedding). Memory: a
@@ -287,6 +291,9 @@ class SAMRefiner(BaseModule):
         pts, lbs = split_points(points, labels, n)
         bxs = split_boxes(boxes, n)
         msks = split_masks(mask_logits, n)
+        extra = [None] * n if sparse_embeddings is None else list(sparse_embeddings)
+        if len(extra) != n:
+            raise ValueError(f'sparse_embeddings has {len(extra)} entries for {n} images')
         embeds = self.encode(images, keys)
         prompt_encoder = self.sam.prompt_encoder
         dense_pe = prompt_encoder.get_dense_pe()
@@ -303,6 +310,9 @@ class SAMRefiner(BaseModule):
             sparse, dense = prompt_encoder(
                 points=point_prompt, boxes=box,
                 masks=self._mask_prompt(msks[i], size))
+            if extra[i] is not None:
+                sparse = torch.cat([sparse, extra[i].reshape(
+                    1, -1, sparse.shape[-1]).to(sparse)], dim=1)
             low, iou = self.sam.mask_decoder(
                 image_embeddings=embeds[i], image_pe=dense_pe,
                 sparse_prompt_embeddings=sparse,
