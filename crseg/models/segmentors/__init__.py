@@ -1,3 +1,9 @@
+from .attention_only import AttentionOnlySegmentor
+from .box_point_parser import (BoxPointParse, build_box_point_target, mask_box_point,
+                               parse_box_point_answer)
+from .box_point_prompt import BoxPointPromptSegmentor
 from .crseg import CRSeg
+from .seg_token import SegTokenSegmentor
 
-__all__ = ['CRSeg']
+__all__ = ['CRSeg', 'SegTokenSegmentor', 'BoxPointPromptSegmentor', 'AttentionOnlySegmentor',
+           'BoxPointParse', 'build_box_point_target', 'mask_box_point', 'parse_box_point_answer']

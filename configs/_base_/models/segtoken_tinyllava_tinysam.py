@@ -1,0 +1,15 @@
+# LISA-style baseline on the CR-Seg tiny default's parts: the same tiny LLaVA folder and the
+# same tiny SAM arch/settings (read from the CR-Seg base, not repeated). A [SEG] token is added
+# to the tokenizer; its last hidden state, projected by an MLP to SAM's prompt width, is SAM's
+# sparse prompt. Response: "answer: <answer> [SEG]". Losses: LM + BCE/Dice on SAM's mask.
+_base_ = ['./crseg_tinyllava_tinysam.py']
+model = dict(
+    _delete_=True,
+    type='SegTokenSegmentor',
+    data_preprocessor=dict(type='ReasonSegDataPreprocessor'),
+    mllm={{_base_.model.mllm}},
+    refiner={{_base_.model.refiner}},
+    glcot=dict(type='GLCoT', mode='plain'),
+    seg_token='[SEG]',
+    max_new_tokens=24,
+    loss_weights=dict(lm=1.0, mask=1.0))

@@ -1,0 +1,8 @@
+# Baseline for the fair comparison with configs/crseg/crseg_tinyllava_tinysam_synthreason.py:
+# the same dataset, schedule and runtime bases, the same MLLM starting folder and SAM arch.
+_base_ = [
+    '../_base_/models/attnonly_tinyllava_tinysam.py',
+    '../_base_/datasets/synthreason.py',
+    '../_base_/schedules/schedule_tiny_cpu.py',
+    '../_base_/default_runtime.py',
+]

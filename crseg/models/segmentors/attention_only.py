@@ -1,0 +1,83 @@
+"""AttentionOnlySegmentor: the training-free attention baseline (in the spirit of DecAF).
+
+The same path as :class:`CRSeg` at inference (GLCoT generation -> answer rows -> answer->image
+attention), but the coarse map comes from :class:`AttentionAggregator` (no weights: mean or
+head-selected, z-scored) and is used as is:
+
+* ``refiner=IdentityRefiner`` (default): mask = aggregated map > 0, i.e. cells whose attention
+  is more than ``offset`` standard deviations above the map's mean;
+* ``refiner=SAMRefiner`` (a pretrained, frozen SAM): SAM prompted with the map's peaks
+  (``refiner_prompts=('points',)``, the default then).
+
+The MLLM learns from text only (answers / GLCoT), never from masks: ``loss`` = LM loss, and
+the refiner is frozen. ``num_parse_failures`` = GLCoT parse fallbacks + answer-row fallbacks.
+"""
+from typing import Optional, Sequence, Union
+
+from torch import nn
+
+from crseg.registry import MODELS
+from .builder import build_part
+from .crseg import CRSeg
+
+
+@MODELS.register_module()
+class AttentionOnlySegmentor(CRSeg):
+    """Training-free masks from aggregated answer->image attention.
+
+    Args:
+        mllm / glcot / capture / point_sampler: as :class:`CRSeg`.
+        coarse_head: a weight-free aggregator (default ``AttentionAggregator``); a head with
+            parameters is rejected (it would need mask supervision).
+        refiner: ``IdentityRefiner`` (default) or a frozen ``SAMRefiner``.
+        refiner_prompts: default ``('map',)`` for ``IdentityRefiner``, ``('points',)``
+            otherwise (SAM from the attention peaks).
+        lm_weight: weight of the LM loss (the only loss).
+    """
+
+    def __init__(self,
+                 mllm: Union[dict, nn.Module],
+                 glcot: Union[dict, object] = dict(type='GLCoT', mode='glcot'),
+                 capture: Union[dict, object] = dict(layers='all', heads='all', rows='answer'),
+                 coarse_head: Union[dict, nn.Module] = dict(type='AttentionAggregator'),
+                 point_sampler: Union[dict, object] = dict(type='PointSampler'),
+                 refiner: Union[dict, nn.Module] = dict(type='IdentityRefiner'),
+                 refiner_prompts: Optional[Sequence[str]] = None,
+                 lm_weight: float = 1.0,
+                 empty_answers: Sequence[str] = ('none', 'nothing', 'no object'),
+                 data_preprocessor: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        refiner = build_part(refiner)
+        if refiner_prompts is None:
+            identity = type(refiner).__name__ == 'IdentityRefiner'
+            refiner_prompts = ('map', ) if identity else ('points', )
+        if isinstance(coarse_head, dict) and coarse_head.get('type') == 'EAPCoarseHead':
+            raise ValueError('AttentionOnlySegmentor: coarse_head must be weight-free (e.g. '
+                             'AttentionAggregator); EAPCoarseHead needs mask supervision')
+        coarse_head = build_part(coarse_head)
+        if any(True for _ in coarse_head.parameters()):
+            raise ValueError('AttentionOnlySegmentor: coarse_head must be a weight-free '
+                             f'aggregator (e.g. AttentionAggregator), got '
+                             f'{type(coarse_head).__name__} with parameters')
+        super().__init__(mllm=mllm, glcot=glcot, capture=capture, coarse_head=coarse_head,
+                         point_sampler=point_sampler, refiner=refiner,
+                         refiner_prompts=refiner_prompts,
+                         loss_weights=dict(lm=lm_weight, coarse=0.0, mask=0.0),
+                         empty_answers=empty_answers, data_preprocessor=data_preprocessor,
+                         train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg)
+        self.refiner.requires_grad_(False)  # never trained on masks
+
+    @property
+    def num_parse_failures(self) -> int:
+        """GLCoT parse fallbacks + answers whose token rows fell back."""
+        return int(getattr(self.glcot, 'num_fallbacks', 0)) + self.num_row_fallbacks
+
+    def loss(self, inputs, data_samples) -> dict:
+        """LM loss on the GLCoT text only (no mask supervision)."""
+        return {'loss_lm': self.loss_weights['lm'] * self._teacher_forced(
+            inputs, data_samples)['loss_lm']}
+
+
+__all__ = ['AttentionOnlySegmentor']

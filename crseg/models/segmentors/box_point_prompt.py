@@ -1,0 +1,199 @@
+"""BoxPointPromptSegmentor: the Seg-Zero / VisionReasoner-style baseline (text boxes + points).
+
+Call graph (mmseg's ``BaseSegmentor`` contract)::
+
+    forward(mode='loss')    -> loss()
+        target = build_box_point_target(GT mask, glcot)     "<think>..</think><answer>[..]</answer>"
+        mllm.build_inputs -> mllm.forward                   -> loss_lm (LM loss on the target)
+        refiner(image, GT box + GT point)                   -> loss_mask_{bce,dice}
+    forward(mode='predict') -> predict()
+        mllm.generate                                       response text
+        parse_box_point_answer(text, image size)            boxes + points, or a parse failure
+            failure -> empty mask, ``num_parse_failures`` += 1 (logged)
+            []      -> empty mask ("no target"; not a failure)
+        refiner(image, box_k + point_k) for every object k  -> union (max) of the logits
+
+The original methods train the MLLM with RL and keep SAM frozen (pretrained). Here the MLLM is
+trained with the LM loss on the box/point text built from the GT (supervised, same data as
+CR-Seg), and, since the tiny SAM starts from random weights, its trainable parts learn from
+the GT box + point prompts (``loss_weights.mask``; set it to 0 with a pretrained, frozen SAM).
+Coordinates are pixels of ``inputs[i]`` (the image the MLLM is given; see
+:mod:`.box_point_parser`).
+"""
+from typing import List, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmseg.models.segmentors import BaseSegmentor
+from torch import Tensor, nn
+
+from crseg.registry import MODELS
+from .box_point_parser import build_box_point_target, parse_box_point_answer
+from .builder import build_part
+from .crseg import CRSeg
+from .seg_token import write_predictions
+
+BOX_POINT_INSTRUCTION = (
+    'Find the target. Think first, then give its box and an inside point in pixels as '
+    '<think>...</think><answer>[{"bbox_2d": [x1, y1, x2, y2], "point_2d": [x, y]}]</answer>; '
+    'answer [] if there is none.')
+
+
+@MODELS.register_module()
+class BoxPointPromptSegmentor(BaseSegmentor):
+    """The MLLM writes boxes and points as text; SAM turns them into masks.
+
+    Args:
+        mllm: an MLLM adapter (``LlavaAdapter``, ...).
+        refiner: ``SAMRefiner`` (takes ``boxes`` and ``points``).
+        instruction: appended to the query in the prompt.
+        use_glcot_think: put the GLCoT ``global`` + ``local`` text of the sample (when present)
+            in the training target's ``<think>``; otherwise ``<think></think>``.
+        loss_weights: ``lm`` and ``mask`` weights; 0 turns one off.
+        max_new_tokens: generation length at predict (default: the adapter's).
+    """
+
+    def __init__(self,
+                 mllm: Union[dict, nn.Module],
+                 refiner: Union[dict, nn.Module],
+                 instruction: str = BOX_POINT_INSTRUCTION,
+                 use_glcot_think: bool = True,
+                 loss_weights: Optional[dict] = None,
+                 max_new_tokens: Optional[int] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='ReasonSegDataPreprocessor')
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.mllm = build_part(mllm)
+        self.refiner = build_part(refiner)
+        self.instruction = instruction
+        self.use_glcot_think = use_glcot_think
+        self.loss_weights = {**dict(lm=1.0, mask=1.0), **(loss_weights or {})}
+        self.max_new_tokens = max_new_tokens
+        self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
+        self.num_parse_failures = 0
+        self.num_clipped = 0
+        self.align_corners = False
+
+    # ------------------------------------------------------------------ helpers
+    def _prompts(self, data_samples) -> List[str]:
+        return [f"{s.metainfo['query'].strip()}\n{self.instruction}" for s in data_samples]
+
+    @staticmethod
+    def _gt_in_input_frame(img: Tensor, s) -> Tensor:
+        """GT [H, W] resized (nearest) to the image's size when they differ."""
+        gt = s.gt_sem_seg.data[0]
+        if tuple(gt.shape) != tuple(img.shape[-2:]):
+            gt = F.interpolate(gt[None, None].float(), size=img.shape[-2:],
+                               mode='nearest')[0, 0].long()
+        return gt
+
+    def targets(self, inputs: List[Tensor], data_samples) -> List[str]:
+        """Training responses built from the GT masks (and GLCoT think text)."""
+        out = []
+        for img, s in zip(inputs, data_samples):
+            if 'gt_sem_seg' not in s:
+                raise ValueError(f"sample {s.metainfo.get('img_path')}: BoxPointPromptSegmentor "
+                                 'needs gt_sem_seg to build its box/point target')
+            gt = self._gt_in_input_frame(img, s).cpu().numpy()
+            glcot = s.metainfo.get('glcot') if self.use_glcot_think else None
+            out.append(build_box_point_target(gt, glcot))
+        return out
+
+    def _refine_objects(self, inputs, boxes, points, keys) -> List[Optional[Tensor]]:
+        """One SAM call over every (image, box, point); logits max-merged per image."""
+        flat_img, flat_box, flat_pt, flat_key, owner = [], [], [], [], []
+        for i, (bs, ps) in enumerate(zip(boxes, points)):
+            for b, p in zip(bs, ps):
+                flat_img.append(inputs[i])
+                flat_box.append(torch.as_tensor(b, dtype=torch.float32))
+                flat_pt.append(torch.as_tensor([p], dtype=torch.float32))
+                flat_key.append(keys[i])
+                owner.append(i)
+        merged: List[Optional[Tensor]] = [None] * len(inputs)
+        if not flat_img:
+            return merged
+        dev = inputs[0].device
+        out = self.refiner(flat_img, points=torch.stack(flat_pt).to(dev),
+                           labels=torch.ones(len(flat_pt), 1, dtype=torch.long, device=dev),
+                           boxes=torch.stack(flat_box).to(dev), keys=flat_key)
+        for i, m in zip(owner, out['mask_logits']):
+            merged[i] = m[0] if merged[i] is None else torch.maximum(merged[i], m[0])
+        return merged
+
+    # ------------------------------------------------------------------ training
+    def loss(self, inputs: List[Tensor], data_samples) -> dict:
+        images = CRSeg._np_images(inputs)
+        texts = self.targets(inputs, data_samples)
+        w, losses = self.loss_weights, {}
+        if w['lm'] > 0:
+            batch = self.mllm.build_inputs(images, self._prompts(data_samples), texts)
+            losses['loss_lm'] = w['lm'] * self.mllm.forward(batch)['loss_lm']
+        if w['mask'] <= 0 or not any(p.requires_grad for p in self.refiner.parameters()):
+            return losses
+        keep, boxes, points = [], [], []
+        for i, (img, text) in enumerate(zip(inputs, texts)):
+            parsed = parse_box_point_answer(text, tuple(img.shape[-2:]))
+            if parsed.boxes:
+                keep.append(i)
+                boxes.append(parsed.boxes)
+                points.append(parsed.points)
+        if not keep:  # only empty targets: nothing to prompt SAM with
+            zero = sum(p.sum() for p in self.refiner.parameters() if p.requires_grad) * 0
+            return {**losses, 'loss_mask_bce': zero, 'loss_mask_dice': zero}
+        masks = self._refine_objects([inputs[i] for i in keep], boxes, points,
+                                     [None] * len(keep))
+        gts = [self._gt_in_input_frame(inputs[i], data_samples[i]) for i in keep]
+        for k, v in CRSeg._mask_losses(masks, gts, 'loss_mask').items():
+            losses[k] = w['mask'] * v
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(self, inputs: List[Tensor], data_samples=None):
+        if data_samples is None:
+            raise ValueError('BoxPointPromptSegmentor.predict needs data samples carrying '
+                             '`query`')
+        gens = self.mllm.generate(CRSeg._np_images(inputs), self._prompts(data_samples),
+                                  max_new_tokens=self.max_new_tokens)
+        boxes, points = [], []
+        for img, gen, s in zip(inputs, gens, data_samples):
+            parsed = parse_box_point_answer(gen.text, tuple(img.shape[-2:]))
+            if not parsed.ok:
+                self.num_parse_failures += 1
+                print_log(f"BoxPointPromptSegmentor: {s.metainfo.get('img_path')}: parse "
+                          f'failure ({parsed.failure}): empty mask', logger='current', level=30)
+            elif parsed.clipped:
+                self.num_clipped += 1
+                print_log(f"BoxPointPromptSegmentor: {s.metainfo.get('img_path')}: "
+                          'coordinates outside the image were clipped', logger='current',
+                          level=30)
+            s.set_metainfo(dict(pred_text=gen.text, boxes=parsed.boxes, points=parsed.points,
+                                parse_failure=parsed.failure))
+            boxes.append(parsed.boxes)
+            points.append(parsed.points)
+        keys = [s.metainfo.get('img_path') for s in data_samples]
+        return write_predictions(self._refine_objects(inputs, boxes, points, keys),
+                                 data_samples)
+
+    def _forward(self, inputs: List[Tensor], data_samples=None):
+        """Mask logits from the GT box/point prompts (a list of [H, W] or None)."""
+        boxes, points = [], []
+        for img, text in zip(inputs, self.targets(inputs, data_samples)):
+            parsed = parse_box_point_answer(text, tuple(img.shape[-2:]))
+            boxes.append(parsed.boxes)
+            points.append(parsed.points)
+        return self._refine_objects(inputs, boxes, points, [None] * len(inputs))
+
+    def extract_feat(self, inputs):
+        raise NotImplementedError('BoxPointPromptSegmentor has no backbone features')
+
+    def encode_decode(self, inputs, batch_data_samples):
+        return self._forward(inputs, batch_data_samples)
+
+
+__all__ = ['BoxPointPromptSegmentor', 'BOX_POINT_INSTRUCTION']
