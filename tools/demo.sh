@@ -32,19 +32,18 @@ if [ ! -f "$DATA/.complete" ]; then
 fi
 if [ ! -f "$MLLM/model.safetensors" ]; then
   say "building the tiny LLaVA folder $MLLM"
-  # The tokenizer's corpus: every query and GLCoT text of the training split, plus the
-  # GLCoT / plain prompt instructions the model will read.
-  mkdir -p "$WORK"
-  $PY - "$DATA/train" "$WORK/corpus.txt" <<'PYEOF'
+  # CLIP 128 wide x 2 layers on 160 px (patch 16 -> 10x10 image tokens), Llama 128 x 3 layers.
+  # The BPE tokenizer is trained on every query and GLCoT text of the training split plus
+  # the prompt instructions the model will read.
+  $PY - "$DATA/train" "$MLLM" <<'PYEOF'
 import sys
 sys.path.insert(0, 'tools/misc')
 from make_tiny_mllm import load_corpus
 from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
+from crseg.models.mllms import build_tiny_llava
 texts = load_corpus(sys.argv[1]) + [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION] * 50
-with open(sys.argv[2], 'w', encoding='utf-8') as f:
-    f.write('\n'.join(' '.join(t.split()) for t in texts) + '\n')
+build_tiny_llava(sys.argv[2], texts, image_size=160, patch=16, vocab_size=1024, seed=0)
 PYEOF
-  $PY tools/misc/make_tiny_mllm.py --family llava --corpus "$WORK/corpus.txt" --out "$MLLM"
 fi
 
 opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"

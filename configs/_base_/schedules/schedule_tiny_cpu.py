@@ -1,13 +1,13 @@
 # The tiny default's budget on 2 CPU cores: iteration-based, AdamW, linear warm-up
 # then cosine decay. Stages override max_iters (see configs/crseg/).
-max_iters = 1500
+max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=max_iters, eta_min=1e-5),
+    dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
 ]
 # No validation during training: `tools/test.py` evaluates the final checkpoint.
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10 * max_iters)
