@@ -9,8 +9,8 @@ character span; the tokens overlapping it are the answer tokens.
 
 Rows (``EAPCapture.rows``):
   * ``answer``: mean over the answer tokens' rows (CR-Seg's default);
-  * ``pre_answer``: the row that predicted the answer's first token, i.e. the
-    token just before the answer;
+  * ``pre_answer``: mean over the rows that *predicted* the answer tokens (each
+    answer token's preceding position), as in teacher-forced training;
   * ``response``: mean over every generated token's row.
 Fallbacks (returned as a reason, logged by the caller and counted there):
 no answer token -> all response rows; no generated rows -> a zero map.
@@ -40,8 +40,6 @@ def select_answer_rows(gen, parsed, rows: str) -> Tuple[Tensor, Optional[str]]:
         return attn.mean(0), None
     if not idx:
         return attn.mean(0), 'answer span has no captured token; using all response rows'
-    if rows == 'pre_answer':
-        return attn[idx[0]], None
-    if rows == 'answer':
+    if rows in ('answer', 'pre_answer'):  # row_attn already follows the row semantics
         return attn[torch.as_tensor(idx)].mean(0), None
     raise ValueError(f"capture rows must be 'answer', 'pre_answer' or 'response', got {rows!r}")
