@@ -35,8 +35,8 @@ def test_interior_point_of_a_ring_is_inside():
 
 
 def test_target_round_trips_through_the_parser():
-    text = build_box_point_target(_mask(), {'global': 'Two  shapes.',
-                                             'local': 'A red one.'})
+    ann = {'global': 'Two  shapes.', 'local': 'A red one.'}
+    text = build_box_point_target(_mask(), ann)
     assert text.startswith('<think>Two shapes. A red one.</think><answer>')
     parsed = parse_box_point_answer(text, (20, 30))
     assert parsed.ok and not parsed.clipped

@@ -71,8 +71,11 @@ def test_predict_parses_and_counts_failures(bp_cfg, batch):
                                           two, '<answer>[]</answer>'])
     calls = []
     refine = model.refiner.forward
-    model.refiner.forward = lambda imgs, **kw: calls.append(kw['boxes'].shape) or refine(imgs,
-                                                                                          **kw)
+
+    def spy(imgs, **kw):
+        calls.append(tuple(kw['boxes'].shape))
+        return refine(imgs, **kw)
+    model.refiner.forward = spy
     out = model.predict(**data)
     assert calls == [(3, 4)]  # one SAM call for the three objects
     assert model.num_parse_failures == 1 and model.num_clipped == 1
@@ -102,3 +105,13 @@ def test_missing_gt_is_named(bp_cfg, batch):
     del data['data_samples'][0].gt_sem_seg
     with pytest.raises(ValueError, match='gt_sem_seg'):
         model.loss(**data)
+
+
+def test_tiny_tokenizer_round_trips_box_point_text(bp_cfg, batch):
+    """Byte-level BPE: digits, brackets, quotes and tags encode (as bytes if not merged)."""
+    model = MODELS.build(bp_cfg)
+    tok = model.mllm.tokenizer
+    for text in model.targets(**model.data_preprocessor(batch, True)):
+        ids = tok(text, add_special_tokens=False)['input_ids']
+        assert tok.unk_token_id not in ids
+        assert tok.decode(ids) == text

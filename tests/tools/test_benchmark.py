@@ -1,0 +1,148 @@
+"""tools/benchmark.py: a 4-sample run writing the Markdown + JSON table; table helpers."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from crseg.utils.benchmark_table import (make_row, missing_test_fields, parse_failure_count,
+                                         to_markdown, write_table)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tiny_cfg(tmp_path, base, llava, sam_arch, name):
+    cfg = tmp_path / f'{name}.py'
+    refiner = f", refiner=dict(arch={sam_arch!r})" if 'attnonly' not in base else ''
+    cfg.write_text(
+        f"_base_ = ['{ROOT}/{base}']\n"
+        f"model = dict(mllm=dict(pretrained='{llava}', max_new_tokens=8){refiner})\n"
+        "test_dataloader = dict(batch_size=2)\n")
+    return cfg
+
+
+def _run(args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, 'tools/benchmark.py', *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_benchmark_four_samples_two_methods(tmp_path, synth_root, tiny_llava_dir,
+                                            tiny_sam_arch):
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from crseg.registry import MODELS
+    seg = _tiny_cfg(tmp_path, 'configs/baselines/segtoken_tinyllava_tinysam_synthreason.py',
+                    tiny_llava_dir, tiny_sam_arch, 'segtoken_tiny')
+    attn = _tiny_cfg(tmp_path, 'configs/baselines/attnonly_tinyllava_tinysam_synthreason.py',
+                     tiny_llava_dir, tiny_sam_arch, 'attnonly_tiny')
+    # a checkpoint of the SegToken model (its [SEG]-resized embeddings must load back)
+    init_default_scope('crseg')
+    torch.manual_seed(0)
+    model = MODELS.build(Config.fromfile(str(seg)).model)
+    ckpt = tmp_path / 'segtoken.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    out = tmp_path / 'bench'
+    r = _run([str(seg), str(attn), '--checkpoints', str(ckpt), 'none',
+              '--datasets', 'synthreason', '--data-root', f'synthreason={synth_root}',
+              '--limit', '4', '--out', str(out)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads((out / 'benchmark.json').read_text())
+    assert [r_['method'] for r_ in rows] == ['segtoken_tiny', 'attnonly_tiny']
+    for row in rows:
+        assert row['dataset'] == 'synthreason' and row['num_samples'] == 4
+        for p in ('lisa', 'segzero'):
+            for k in ('gIoU', 'cIoU'):
+                assert 0.0 <= row[f'{p}_{k}'] <= 100.0
+        assert row['lisa_gIoU_long'] is not None or row['lisa_gIoU_short'] is not None
+        assert 0.0 <= row['parse_failure_rate'] <= 1.0
+        assert row['sec_per_sample'] > 0 and row['peak_memory_mib'] > 100
+        assert row['memory_kind'] == 'cpu_peak_rss'
+    assert rows[0]['parse_failure_source'] == 'SegTokenSegmentor.num_parse_failures'
+    assert rows[0]['checkpoint'] == str(ckpt) and rows[1]['checkpoint'] is None
+    assert any('no checkpoint' in n for n in rows[1]['notes'])
+    # an untrained [SEG] model rarely emits [SEG]: an empty mask scores 1 under LISA only
+    # when the GT is empty too, and always 0 under Seg-Zero -> the protocols differ
+    md = (out / 'benchmark.md').read_text()
+    assert md.count('\n| segtoken_tiny | synthreason | 4 |') == 1
+    assert 'attnonly_tiny' in md and 'SZ gIoU' in md
+    assert (out / 'runs' / 'segtoken_tiny__synthreason' / 'benchmark_run.log').exists()
+
+
+def _benchmark_module():
+    sys.path.insert(0, str(ROOT / 'tools'))
+    import benchmark
+    return benchmark
+
+
+def test_missing_data_root_fails_before_any_model(tmp_path, tiny_llava_dir, tiny_sam_arch):
+    attn = _tiny_cfg(tmp_path, 'configs/baselines/attnonly_tinyllava_tinysam_synthreason.py',
+                     tiny_llava_dir, tiny_sam_arch, 'attnonly_tiny')
+    with pytest.raises(SystemExit) as err:
+        _benchmark_module().main([str(attn), '--datasets', 'synthreason', '--data-root',
+                                  f'synthreason={tmp_path / "nowhere"}', '--out',
+                                  str(tmp_path / 'b'), '--checkpoints',
+                                  str(tmp_path / 'missing.pth')])
+    msg = str(err.value.code)
+    assert 'missing.pth does not exist' in msg and 'nowhere' in msg
+    assert not (tmp_path / 'b' / 'benchmark.md').exists()
+
+
+def test_unknown_dataset_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="imaginary.*synthreason"):
+        _benchmark_module().main([
+            str(ROOT / 'configs/baselines/attnonly_tinyllava_tinysam_synthreason.py'),
+            '--datasets', 'imaginary', '--out', str(tmp_path)])
+
+
+def test_make_row_and_markdown(tmp_path):
+    metrics = {'lisa/gIoU': 50.0, 'lisa/cIoU': 40.0, 'lisa/gIoU_long': 45.0,
+               'lisa/cIoU_long': 35.0, 'lisa/num_samples': 4, 'segzero/gIoU': 25.0,
+               'segzero/cIoU': 38.0, 'segzero/num_samples': 4}
+    row = make_row('m', 'd', metrics, checkpoint='c.pth', parse_failures=1,
+                   parse_source='x', seconds=2.0, peak_mib=512.0, memory_kind='cpu_peak_rss')
+    assert row['parse_failure_rate'] == 0.25 and row['sec_per_sample'] == 0.5
+    assert row['lisa_gIoU_short'] is None and row['notes'] == []
+    no_split = make_row('m', 'refcoco', {'lisa/gIoU': 1.0, 'lisa/num_samples': 2})
+    assert 'no is_sentence: short/long n/a' in no_split['notes']
+    assert any('no checkpoint' in n for n in no_split['notes'])
+    md = to_markdown([row, no_split])
+    assert '| m | d | 4 | 50.0 | 40.0 | n/a | 45.0 / 35.0 | 25.0 | 38.0 |' in md
+    assert '25.0% (1)' in md and '512 (RSS)' in md
+    paths = write_table([row], str(tmp_path))
+    assert json.loads(Path(paths[1]).read_text())[0]['lisa_gIoU'] == 50.0
+
+
+def test_parse_failure_count_sources():
+    assert parse_failure_count(SimpleNamespace(num_parse_failures=3)) == \
+        (3, 'SimpleNamespace.num_parse_failures')
+    crseg_like = SimpleNamespace(glcot=SimpleNamespace(num_fallbacks=2))
+    assert parse_failure_count(crseg_like) == (2, 'glcot.num_fallbacks')
+    wrapped = SimpleNamespace(module=crseg_like)
+    assert parse_failure_count(wrapped)[0] == 2
+    assert parse_failure_count(object()) == (None, 'none')
+
+
+def test_missing_test_fields():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    s = SegDataSample(metainfo=dict(query='q'))
+    assert missing_test_fields({'data_samples': s}) == ['gt_sem_seg']
+    s.gt_sem_seg = PixelData(data=torch.zeros(1, 2, 2))
+    assert missing_test_fields({'data_samples': s}) == []
+    assert missing_test_fields(SegDataSample()) == ['query', 'gt_sem_seg']
+
+
+@pytest.mark.parametrize('argv, msg', [
+    (['a.py', 'b.py', '--checkpoints', 'x'], '--checkpoints has 1 entries for 2 configs'),
+    (['a.py', '--limit', '0'], '--limit must be >= 1'),
+])
+def test_bad_arguments(argv, msg, capsys):
+    with pytest.raises(SystemExit):
+        _benchmark_module().parse_args(argv)
+    assert msg in capsys.readouterr().err
