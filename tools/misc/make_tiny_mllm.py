@@ -60,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl'], required=True)
     p.add_argument('--corpus', required=True, help='ReasonSeg JSON folder or a .txt file')
     p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--extra-corpus', nargs='+', default=[],
+                   help='more corpus folders/.txt files (e.g. prompt instructions, box/point '
+                   'answer texts of the baselines) so the BPE merges cover them')
     p.add_argument('--vocab-size', type=int, default=1024)
     p.add_argument('--text-width', type=int, default=128)
     p.add_argument('--text-layers', type=int, default=3)
@@ -71,6 +74,8 @@ def parse_args(argv=None):
 def main(argv=None) -> str:
     args = parse_args(argv)
     texts = load_corpus(args.corpus)
+    for extra in args.extra_corpus:
+        texts += load_corpus(extra)
     common = dict(vocab_size=args.vocab_size, text_width=args.text_width,
                   text_layers=args.text_layers, heads=args.heads, seed=args.seed)
     if args.family == 'llava':
