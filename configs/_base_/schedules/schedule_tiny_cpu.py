@@ -1,6 +1,6 @@
 # The tiny default's budget on 2 CPU cores: iteration-based, AdamW, linear warm-up
 # then cosine decay. Stages override max_iters (see configs/crseg/).
-max_iters = 600
+max_iters = 800
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01),
