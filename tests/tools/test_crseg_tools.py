@@ -21,8 +21,7 @@ def test_train_resume_test_crseg(tmp_path, synth_root, tiny_llava_dir, tiny_sam_
         f"             coarse_head=dict(channels=8), refiner=dict(arch={tiny_sam_arch!r}))\n"
         f"data_root = '{synth_root}'\n"
         "train_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))\n"
-        "val_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))\n"
-        "test_dataloader = val_dataloader\n"
+        "test_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))\n"
         "train_cfg = dict(max_iters=2, val_interval=100)\n"
         "default_hooks = dict(checkpoint=dict(interval=2), logger=dict(interval=1))\n")
     work = tmp_path / 'work'
