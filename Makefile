@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo lint clean-env
+.PHONY: env test demo lint clean-env table
 
 env:
 	@bash tools/install/setup_venv.sh
@@ -19,3 +19,7 @@ lint: env
 
 clean-env:
 	rm -rf $(VENV)
+
+# The SynthReason comparison table (CR-Seg, ablations, baselines); runs `make demo` first if needed.
+table: env
+	@bash tools/analysis_tools/synthreason_table.sh

@@ -1,3 +1,4 @@
+from .time_budget_hook import TimeBudgetHook
 from .trainable_checkpoint_hook import TrainableCheckpointHook
 
-__all__ = ['TrainableCheckpointHook']
+__all__ = ['TimeBudgetHook', 'TrainableCheckpointHook']

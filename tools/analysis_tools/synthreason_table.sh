@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One command for the SynthReason comparison (`make table`): CR-Seg, its ablations and the
+# baselines, on the same data, MLLM starting folder, SAM arch and metric, in one table.
+#   * CR-Seg: the checkpoint of `make demo` (run first if missing);
+#   * ablations at inference on that checkpoint: no SAM (coarse map), points-only SAM,
+#     map-only SAM; and the plain-prompt ablation, trained with CR-Seg's two-stage recipe;
+#   * baselines ([SEG] token, box+point text, attention only), each trained from the same
+#     random-init tiny LLaVA under the same wall-time budget (TimeBudgetHook, see configs).
+# Writes work_dirs/table/benchmark.{md,json}. Trained runs are reused when present.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+DATA=${DEMO_DATA:-data/synthreason}
+MLLM=${DEMO_MLLM:-data/tiny_models/llava_synthreason}
+DEMO=${DEMO_WORK:-work_dirs/demo}
+WORK=${TABLE_WORK:-work_dirs/table}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+[ -f "$DEMO/crseg/last_checkpoint" ] || DEMO_WORK="$DEMO" bash tools/demo.sh
+opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
+      test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
+ckpt() { cat "$1/last_checkpoint"; }
+train() {  # name config [cfg-options...]
+  local name=$1 cfg=$2; shift 2
+  if [ -f "$WORK/$name/last_checkpoint" ]; then echo "[table] reusing $WORK/$name"; return; fi
+  echo "[table] training $name ($cfg)"
+  local t0=$(date +%s)
+  $PY tools/train.py "$cfg" --work-dir "$WORK/$name" --cfg-options "${opts[@]}" "$@" \
+      > "$WORK/$name.log" 2>&1 || { tail -30 "$WORK/$name.log"; exit 1; }
+  echo "[table] $name trained in $(( $(date +%s) - t0 )) s"
+}
+mkdir -p "$WORK"
+train plain_align configs/crseg/crseg_tinyllava_tinysam_plain_align_synthreason.py
+train plain configs/crseg/crseg_tinyllava_tinysam_plain_synthreason.py \
+    load_from="$(ckpt "$WORK/plain_align")"
+for m in segtoken boxpoint attnonly; do
+  train "$m" "configs/baselines/${m}_tinyllava_tinysam_synthreason.py"
+done
+CR=$(ckpt "$DEMO/crseg")
+C=configs/crseg
+$PY tools/benchmark.py \
+    $C/crseg_tinyllava_tinysam_synthreason.py $C/crseg_tinyllava_tinysam_plain_synthreason.py \
+    $C/crseg_tinyllava_identity_synthreason.py $C/crseg_tinyllava_tinysam_pointsonly_synthreason.py \
+    $C/crseg_tinyllava_tinysam_maponly_synthreason.py \
+    configs/baselines/segtoken_tinyllava_tinysam_synthreason.py \
+    configs/baselines/boxpoint_tinyllava_tinysam_synthreason.py \
+    configs/baselines/attnonly_tinyllava_tinysam_synthreason.py \
+  --checkpoints "$CR" "$(ckpt "$WORK/plain")" "$CR" "$CR" "$CR" \
+    "$(ckpt "$WORK/segtoken")" "$(ckpt "$WORK/boxpoint")" "$(ckpt "$WORK/attnonly")" \
+  --names crseg_full plain_prompt map_only_no_sam points_only_sam map_only_sam \
+    segtoken boxpoint attnonly \
+  --datasets synthreason --data-root synthreason="$DATA" --out "$WORK" \
+  --cfg-options model.mllm.pretrained="$MLLM"
+cat "$WORK/benchmark.md"
