@@ -47,7 +47,7 @@ PYEOF
 fi
 
 opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
-      val_dataloader.dataset.data_root="$DATA" test_dataloader.dataset.data_root="$DATA"
+      test_dataloader.dataset.data_root="$DATA"
       model.mllm.pretrained="$MLLM")
 last_ckpt() { $PY -c "import sys; print(open(sys.argv[1]).read().strip())" "$1/last_checkpoint"; }
 
