@@ -6,8 +6,8 @@ from crseg.engine.hooks import TimeBudgetHook
 
 
 def _runner(it, max_iters):
-    return SimpleNamespace(iter=it, train_loop=SimpleNamespace(_max_iters=max_iters,
-                                                                 max_iters=max_iters))
+    loop = SimpleNamespace(_max_iters=max_iters, max_iters=max_iters)
+    return SimpleNamespace(iter=it, train_loop=loop)
 
 
 def test_budget_ends_the_loop_at_the_current_iteration():
