@@ -1,5 +1,8 @@
 # Baseline for the fair comparison with configs/crseg/crseg_tinyllava_tinysam_synthreason.py:
 # the same dataset, schedule and runtime bases, the same MLLM starting folder and SAM arch.
+# LISA's protocol (SegTokenSegmentor's default): LISA's questions and answers in training,
+# "[SEG]." teacher-forced in one forward at test time. The generative variant:
+# segtoken_generate_tinyllava_tinysam_synthreason.py.
 _base_ = [
     '../_base_/models/segtoken_tinyllava_tinysam.py',
     '../_base_/datasets/synthreason.py',

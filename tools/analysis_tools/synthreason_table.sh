@@ -5,7 +5,9 @@
 #   * ablations at inference on that checkpoint: no SAM (coarse map), points-only SAM,
 #     map-only SAM; and the plain-prompt ablation, trained with CR-Seg's two-stage recipe;
 #   * baselines ([SEG] token, box+point text, attention only), each trained from the same
-#     random-init tiny LLaVA under the same wall-time budget (TimeBudgetHook, see configs).
+#     random-init tiny LLaVA under the same wall-time budget (TimeBudgetHook, see configs);
+#     the [SEG] baseline twice: LISA's protocol (segtoken_lisa: LISA's prompts, "[SEG]."
+#     teacher-forced in one forward) and the generative variant (segtoken_generate).
 # Writes work_dirs/table/benchmark.{md,json}. Trained runs are reused when present.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,8 +34,11 @@ mkdir -p "$WORK"
 train plain_align configs/crseg/crseg_tinyllava_tinysam_plain_align_synthreason.py
 train plain configs/crseg/crseg_tinyllava_tinysam_plain_synthreason.py \
     load_from="$(ckpt "$WORK/plain_align")"
-for m in segtoken boxpoint attnonly; do
-  train "$m" "configs/baselines/${m}_tinyllava_tinysam_synthreason.py"
+B=configs/baselines
+train segtoken_lisa $B/segtoken_tinyllava_tinysam_synthreason.py
+train segtoken_generate $B/segtoken_generate_tinyllava_tinysam_synthreason.py
+for m in boxpoint attnonly; do
+  train "$m" "$B/${m}_tinyllava_tinysam_synthreason.py"
 done
 CR=$(ckpt "$DEMO/crseg")
 C=configs/crseg
@@ -41,13 +46,13 @@ $PY tools/benchmark.py \
     $C/crseg_tinyllava_tinysam_synthreason.py $C/crseg_tinyllava_tinysam_plain_synthreason.py \
     $C/crseg_tinyllava_identity_synthreason.py $C/crseg_tinyllava_tinysam_pointsonly_synthreason.py \
     $C/crseg_tinyllava_tinysam_maponly_synthreason.py \
-    configs/baselines/segtoken_tinyllava_tinysam_synthreason.py \
-    configs/baselines/boxpoint_tinyllava_tinysam_synthreason.py \
-    configs/baselines/attnonly_tinyllava_tinysam_synthreason.py \
+    $B/segtoken_tinyllava_tinysam_synthreason.py $B/segtoken_generate_tinyllava_tinysam_synthreason.py \
+    $B/boxpoint_tinyllava_tinysam_synthreason.py $B/attnonly_tinyllava_tinysam_synthreason.py \
   --checkpoints "$CR" "$(ckpt "$WORK/plain")" "$CR" "$CR" "$CR" \
-    "$(ckpt "$WORK/segtoken")" "$(ckpt "$WORK/boxpoint")" "$(ckpt "$WORK/attnonly")" \
+    "$(ckpt "$WORK/segtoken_lisa")" "$(ckpt "$WORK/segtoken_generate")" \
+    "$(ckpt "$WORK/boxpoint")" "$(ckpt "$WORK/attnonly")" \
   --names crseg_full plain_prompt map_only_no_sam points_only_sam map_only_sam \
-    segtoken boxpoint attnonly \
+    segtoken_lisa segtoken_generate boxpoint attnonly \
   --datasets synthreason --data-root synthreason="$DATA" --out "$WORK" \
   --cfg-options model.mllm.pretrained="$MLLM"
 cat "$WORK/benchmark.md"

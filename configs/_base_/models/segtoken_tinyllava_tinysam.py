@@ -1,7 +1,9 @@
 # LISA-style baseline on the CR-Seg tiny default's parts: the same tiny LLaVA folder and the
 # same tiny SAM arch/settings (read from the CR-Seg base, not repeated). A [SEG] token is added
 # to the tokenizer; its last hidden state, projected by an MLP to SAM's prompt width, is SAM's
-# sparse prompt. Response: "answer: <answer> [SEG]". Losses: LM + BCE/Dice on SAM's mask.
+# sparse prompt. Losses: LM + BCE/Dice on SAM's mask. Protocol: LISA's (the code default:
+# LISA's questions by is_sentence, "[SEG]" answers, one teacher-forced forward at test time);
+# glcot and max_new_tokens serve protocol='generate' ("answer: <answer> [SEG]", generation).
 _base_ = ['./crseg_tinyllava_tinysam.py']
 model = dict(
     _delete_=True,

@@ -1,30 +1,42 @@
 """SegTokenSegmentor: the LISA-style baseline (a ``[SEG]`` token's hidden state prompts SAM).
 
-Call graph (mmseg's ``BaseSegmentor`` contract)::
+Two protocols (``protocol=``), both on mmseg's ``BaseSegmentor`` contract:
+
+``'lisa'`` (default): LISA's own (dvlab-research/LISA; see :mod:`.lisa_protocol`)::
 
     forward(mode='loss')    -> loss()
-        prompt  = glcot.build_prompt(query)                 ('plain' mode: "answer: ...")
-        target  = "answer: <answer> [SEG]"
+        prompt  = one of LISA's training questions by ``is_sentence``   (random draw)
+        target  = one of LISA's five answers, e.g. "Sure, it is [SEG]." (random draw)
         mllm.build_inputs -> mllm.forward(output_hidden_states=True)
-            |- loss_lm                                      LM loss on the response
-            '- last hidden state at the [SEG] position      [D_text]
-        projector (MLP)                                     -> [D_prompt] (SAM prompt width)
-        refiner(image, sparse_embeddings=[SEG])             -> mask logits -> loss_mask_{bce,dice}
+            |- loss_lm                                      LM loss on the answer
+            '- last hidden state one position before [SEG]  [D_text] (the state predicting it)
+        projector (MLP) -> refiner(image, sparse_embeddings=[SEG]) -> loss_mask_{bce,dice}
     forward(mode='predict') -> predict()
-        mllm.generate                                       response token ids
-        [SEG] among the generated ids?
-            no  -> empty mask, ``num_parse_failures`` += 1 (logged)
-            yes -> an extra teacher-forced forward on prompt + response (up to the first [SEG]):
-                   generation does not return hidden states, so the [SEG] state is read from
-                   this second pass (one more forward of the prompt+response per sample)
-                   -> projector -> refiner -> mask at the original size
+        prompt  = LISA's validation question by ``is_sentence``; answer teacher-forced "[SEG]."
+        ONE mllm.forward for the batch (no generation) -> state before [SEG] -> projector
+        -> refiner -> mask at the original size
+
+``'generate'``: GLCoT's plain instruction, generation at test time::
+
+    loss():   prompt = glcot.build_prompt(query) ('plain': "answer: ..."),
+              target = "answer: <answer> [SEG]"; state where [SEG] is the *input* token
+    predict(): mllm.generate -> [SEG] among the generated ids?
+        no  -> empty mask, ``num_parse_failures`` += 1 (logged)
+        yes -> an extra teacher-forced forward on prompt + response (up to the first [SEG]):
+               generation does not return hidden states (one more forward per sample)
+               -> projector -> refiner -> mask at the original size
+
+The training draws of the LISA protocol come from a private ``random.Random`` seeded, at the
+first training step, from Python's ``random`` module, which mmengine's runner seeds with
+``randomness.seed``: the same seed gives the same questions and answers; each step draws anew
+(LISA draws with ``random.choice`` on every sample too).
 
 The [SEG] token is added to the tokenizer as a special token and the embeddings are resized
 (new rows start at the mean embedding, transformers' default), so the MLLM's embedding and
 output rows must be trainable (full fine-tuning, as in the tiny config; with ``freeze=True``
-and LoRA the new rows stay random: a warning says so). The hidden state is taken where [SEG]
-is the *input* token (it has seen the whole response and its own embedding).
+and LoRA the new rows stay random: a warning says so).
 """
+import random
 from typing import List, Optional, Union
 
 import torch
@@ -35,10 +47,12 @@ from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor, nn
 
 from crseg.registry import MODELS
+from . import lisa_protocol as lisa
 from .builder import build_part
 from .crseg import CRSeg
 
 EMPTY_LOGIT = -10.0
+PROTOCOLS = ('lisa', 'generate')
 
 
 def write_predictions(logits: List[Optional[Tensor]], data_samples) -> list:
@@ -65,16 +79,22 @@ class SegTokenSegmentor(BaseSegmentor):
     Args:
         mllm: an MLLM adapter (``LlavaAdapter``, ...); trained fully or with LoRA by its config.
         refiner: a ``SAMRefiner`` (its prompt encoder width sets the projector's output).
-        glcot: prompt/target builder; ``GLCoT(mode='plain')`` gives "answer: <answer>".
+        protocol: 'lisa' (LISA's questions and answers, one teacher-forced forward at test
+            time; needs ``is_sentence`` on every sample) or 'generate' (GLCoT's prompt and
+            target, generation at test time). See the module docstring.
+        glcot: prompt/target builder of the 'generate' protocol; ``GLCoT(mode='plain')``
+            gives "answer: <answer>".
         seg_token: the added token.
         projector_channels: hidden width of the MLP (default: the text hidden size).
         loss_weights: ``lm`` and ``mask`` weights; 0 turns one off.
-        max_new_tokens: generation length at predict (default: the adapter's).
+        max_new_tokens: generation length at predict, 'generate' only (default: the
+            adapter's).
     """
 
     def __init__(self,
                  mllm: Union[dict, nn.Module],
                  refiner: Union[dict, nn.Module],
+                 protocol: str = 'lisa',
                  glcot: Union[dict, object] = dict(type='GLCoT', mode='plain'),
                  seg_token: str = '[SEG]',
                  projector_channels: Optional[int] = None,
@@ -86,7 +106,12 @@ class SegTokenSegmentor(BaseSegmentor):
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='ReasonSegDataPreprocessor')
+        if protocol not in PROTOCOLS:
+            raise ValueError(f'SegTokenSegmentor: protocol={protocol!r}, expected one of '
+                             f'{PROTOCOLS}')
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.protocol = protocol
+        self._rng: Optional[random.Random] = None  # LISA training draws (see module doc)
         self.mllm = build_part(mllm)
         self.refiner = build_part(refiner)
         self.glcot = build_part(glcot)
@@ -120,10 +145,32 @@ class SegTokenSegmentor(BaseSegmentor):
         return token_id
 
     # ------------------------------------------------------------------ helpers
-    def _prompts(self, data_samples) -> List[str]:
-        return [self.glcot.build_prompt(s.metainfo['query']) for s in data_samples]
+    def _draws(self) -> random.Random:
+        if self._rng is None:
+            self._rng = random.Random(random.getrandbits(64))
+        return self._rng
+
+    def _prompts(self, data_samples, training: bool = False) -> List[str]:
+        if self.protocol == 'generate':
+            return [self.glcot.build_prompt(s.metainfo['query']) for s in data_samples]
+        out = []
+        for s in data_samples:
+            q, sent = s.metainfo.get('query'), s.metainfo.get('is_sentence')
+            where = f"SegTokenSegmentor: sample {s.metainfo.get('img_path')}"
+            out.append(lisa.train_question(q, sent, self._draws(), where) if training
+                       else lisa.eval_question(q, sent, where))
+        return out
+
+    def _lisa_answers(self, n: int, training: bool):
+        if training:
+            responses = [lisa.train_answer(self._draws(), self.seg_token) for _ in range(n)]
+        else:
+            responses = [lisa.EVAL_ANSWER.replace('[SEG]', self.seg_token)] * n
+        return responses, [(0, len(r)) for r in responses]
 
     def _targets(self, data_samples):
+        if self.protocol == 'lisa':
+            return self._lisa_answers(len(data_samples), training=True)
         responses, spans = [], []
         for s in data_samples:
             try:
@@ -137,12 +184,15 @@ class SegTokenSegmentor(BaseSegmentor):
         return responses, spans
 
     def _seg_states(self, batch, hidden: Tensor) -> List[Optional[Tensor]]:
-        """Hidden state at the first [SEG] of each response (None when it was cut away)."""
+        """Hidden state of the first [SEG] of each response (None when it was cut away):
+        'lisa' reads the position before it (the state predicting [SEG]), 'generate' the
+        [SEG] input position itself."""
         ids = batch.model_inputs['input_ids']
+        shift = lisa.SEG_STATE_OFFSET if self.protocol == 'lisa' else 0
         out = []
         for b, (start, stop) in enumerate(batch.response_spans):
             pos = (ids[b, start:stop] == self.seg_token_id).nonzero()
-            out.append(hidden[b, start + int(pos[0, 0])] if pos.numel() else None)
+            out.append(hidden[b, start + int(pos[0, 0]) + shift] if pos.numel() else None)
         return out
 
     def _masks(self, inputs, states: List[Tensor], keys) -> List[Tensor]:
@@ -154,7 +204,8 @@ class SegTokenSegmentor(BaseSegmentor):
     def loss(self, inputs: List[Tensor], data_samples) -> dict:
         images = CRSeg._np_images(inputs)
         responses, spans = self._targets(data_samples)
-        batch = self.mllm.build_inputs(images, self._prompts(data_samples), responses, spans)
+        batch = self.mllm.build_inputs(images, self._prompts(data_samples, training=True),
+                                       responses, spans)
         out = self.mllm.forward(batch, output_hidden_states=True)
         w, losses = self.loss_weights, {}
         if w['lm'] > 0:
@@ -181,6 +232,8 @@ class SegTokenSegmentor(BaseSegmentor):
     def predict(self, inputs: List[Tensor], data_samples=None):
         if data_samples is None:
             raise ValueError('SegTokenSegmentor.predict needs data samples carrying `query`')
+        if self.protocol == 'lisa':
+            return self._predict_lisa(inputs, data_samples)
         images = CRSeg._np_images(inputs)
         prompts = self._prompts(data_samples)
         gens = self.mllm.generate(images, prompts, max_new_tokens=self.max_new_tokens)
@@ -219,11 +272,37 @@ class SegTokenSegmentor(BaseSegmentor):
                     logits[i] = m
         return write_predictions(logits, data_samples)
 
-    def _forward(self, inputs: List[Tensor], data_samples=None) -> Tensor:
-        """Mask logits of the teacher-forced pass (targets from the samples), [B, 1, H, W]
-        when the sizes agree, else a list."""
+    def _predict_lisa(self, inputs: List[Tensor], data_samples):
+        """LISA's validation: "[SEG]." teacher-forced, one forward for the batch."""
         images = CRSeg._np_images(inputs)
-        responses, spans = self._targets(data_samples)
+        responses, spans = self._lisa_answers(len(data_samples), training=False)
+        batch = self.mllm.build_inputs(images, self._prompts(data_samples), responses, spans)
+        states = self._seg_states(batch, self.mllm.forward(
+            batch, output_hidden_states=True)['hidden_states'])
+        logits: List[Optional[Tensor]] = [None] * len(data_samples)
+        ok = [i for i, h in enumerate(states) if h is not None]
+        for i, s in enumerate(data_samples):
+            s.set_metainfo(dict(pred_text=responses[i], seg_found=i in ok))
+            if i not in ok:
+                self.num_parse_failures += 1
+                print_log(f"SegTokenSegmentor: [SEG] lost to the context limit for "
+                          f"{s.metainfo.get('img_path')}: empty mask", logger='current',
+                          level=30)
+        if ok:
+            masks = self._masks([inputs[i] for i in ok], [states[i] for i in ok],
+                                [data_samples[i].metainfo.get('img_path') for i in ok])
+            for i, m in zip(ok, masks):
+                logits[i] = m
+        return write_predictions(logits, data_samples)
+
+    def _forward(self, inputs: List[Tensor], data_samples=None) -> Tensor:
+        """Mask logits of the teacher-forced pass, [B, 1, H, W] when the sizes agree, else a
+        list ('generate': targets from the samples; 'lisa': the validation prompt/answer)."""
+        images = CRSeg._np_images(inputs)
+        if self.protocol == 'lisa':
+            responses, spans = self._lisa_answers(len(data_samples), training=False)
+        else:
+            responses, spans = self._targets(data_samples)
         batch = self.mllm.build_inputs(images, self._prompts(data_samples), responses, spans)
         states = self._seg_states(batch, self.mllm.forward(
             batch, output_hidden_states=True)['hidden_states'])
