@@ -1,5 +1,5 @@
-# LISA-style training mix: ReasonSeg train + RefCOCO / RefCOCO+ / RefCOCOg train, each with its GLCoT
-# sidecar in data/glcot/ (README: "Train on real data"); validation and test on ReasonSeg (reasonseg.py).
+# LISA-style training mix: ReasonSeg train + RefCOCO / RefCOCO+ / RefCOCOg train, each with its
+# GLCoT sidecar in data/glcot/ (README: "Train on real data"); val and test on ReasonSeg.
 # Ratios: LISA's HybridDataset picks a task with sample_rate [9, 3, 3, 1] (sem_seg, refer_seg, vqa,
 # reason_seg), then a refer dataset uniformly. Keeping refer_seg and reason_seg, with refer_seg's 3
 # spread evenly over refcoco / refcoco+ / refcocog (refclef is not used here), gives 1:1:1:1.

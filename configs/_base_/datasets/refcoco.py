@@ -2,8 +2,8 @@
 #   data/refer_seg/<dataset>/refs(unc).p (refs(umd).p for refcocog) + instances.json,
 #   images in data/refer_seg/images/mscoco/images/train2014/.
 # Switch with --cfg-options test_dataloader.dataset.dataset=refcoco+ test_dataloader.dataset.split=testA
-# Training targets: a GLCoT sidecar per dataset, data/glcot/<dataset>_train.jsonl, from the annotator
-# or the teacher-free template (tools/dataset_converters/refcoco_glcot_templates.py).
+# Training targets: a GLCoT sidecar per dataset, data/glcot/<dataset>_train.jsonl, from the
+# annotator or the teacher-free template (tools/dataset_converters/refcoco_glcot_templates.py).
 dataset_type = 'RefCOCODataset'
 data_root = 'data/refer_seg'
 glcot_root = 'data/glcot'
