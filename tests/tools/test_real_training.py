@@ -155,15 +155,19 @@ def cpu_options(cfg, tiny_sam_arch, train):
     """What CPU and the tiny stand-ins need, nothing else.
 
     * bf16 weights -> fp32; the stand-ins have 2 LLM layers, so capture layers 0 and 1;
+    * random stand-ins rarely stop on their own: generation is capped at 16 tokens;
     * SAM ViT-H's arch -> the stand-in's tiny arch (same classes, checkpoint at the config's path);
-    * training only: 2 iterations, and mmengine's AmpOptimWrapper (CUDA/NPU only) -> a plain
-      OptimWrapper with the config's own optimizer, clipping and accumulation.
+    * training only: 2 iterations logged each (so the test sees their losses), and mmengine's
+      AmpOptimWrapper (CUDA/NPU only) -> a plain OptimWrapper with the config's own optimizer,
+      clipping and accumulation.
     """
     opts = ['model.mllm.torch_dtype=float32', 'model.capture.layers=[0,1]',
+            'model.mllm.max_new_tokens=16',
             'model.refiner.arch._delete_=True']
     opts += [option(f'model.refiner.arch.{k}', v) for k, v in tiny_sam_arch.items()]
     if train:
-        opts += ['train_cfg.max_iters=2', 'optim_wrapper._delete_=True',
+        opts += ['train_cfg.max_iters=2', 'default_hooks.logger.interval=1',
+                 'optim_wrapper._delete_=True',
                  'optim_wrapper.type=OptimWrapper']
         wrapper = cfg.optim_wrapper.to_dict()
         for key in ('type', 'dtype', 'loss_scale'):
