@@ -118,7 +118,7 @@ def attach_glcot(data_list: List[dict], glcot_file: Optional[str] = None,
             why = 'no entry' if rec is None else 'empty answer'
             if on_missing == 'raise':
                 raise ValueError(f'{name}: {glcot_file} has {why} for id {key} (image '
-                               f'{info["img_path"]}, query {info["query"]!r})')
+                                 f'{info["img_path"]}, query {info["query"]!r})')
             missing.append(f'{key} ({why})')
             continue
         used.add(key)

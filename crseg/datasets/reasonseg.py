@@ -21,9 +21,8 @@ from typing import List, Optional
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 
+from crseg.datasets.glcot_sidecar import attach_glcot
 from crseg.registry import DATASETS
-
-from .glcot_sidecar import attach_glcot
 
 IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.JPG', '.PNG', '.JPEG')
 VALID_LABELS = ('target', 'ignore', 'flag')

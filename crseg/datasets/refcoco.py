@@ -22,9 +22,8 @@ from typing import List, Optional
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 
+from crseg.datasets.glcot_sidecar import attach_glcot
 from crseg.registry import DATASETS
-
-from .glcot_sidecar import attach_glcot
 
 DEFAULT_SPLIT_BY = {'refcoco': 'unc', 'refcoco+': 'unc', 'refcocog': 'umd'}
 SPLITS = {'unc': ('train', 'val', 'testA', 'testB'), 'umd': ('train', 'val', 'test'),

@@ -6,8 +6,7 @@ import logging
 import pytest
 from mmengine.logging import MMLogger
 
-from crseg.datasets.glcot_sidecar import (attach_glcot, read_sidecar, sidecar_id,
-                                          sidecar_record)
+from crseg.datasets.glcot_sidecar import attach_glcot, read_sidecar, sidecar_id, sidecar_record
 from crseg.registry import DATASETS
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='LoadReasonSegAnnotations'),
@@ -119,8 +118,8 @@ def test_reasonseg_answer_field_and_own_glcot(lisa_root, write_sample):
         text=['q1', 'q2'], shapes=[], answer=['none', 'nothing here']))
     ds = DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='train',
                              first_text_only=False, pipeline=PIPELINE))
-    assert [ds[i]['data_samples'].metainfo['answer'] for i in range(2)] == ['none',
-                                                                           'nothing here']
+    answers = [ds[i]['data_samples'].metainfo['answer'] for i in range(2)]
+    assert answers == ['none', 'nothing here']
     val = DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='val',
                               first_text_only=False))
     assert val.get_data_info(0)['answer'] == 'cat'  # from the JSON's own glcot
