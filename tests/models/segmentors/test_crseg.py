@@ -52,6 +52,8 @@ def test_predict_fills_sample_at_original_size(model_cfg, batch):
         assert s.pred_sem_seg.data.shape == (1, h, w)
         assert set(s.pred_sem_seg.data.unique().tolist()) <= {0, 1}
         assert isinstance(s.metainfo['pred_text'], str)
+        assert isinstance(s.metainfo['pred_answer'], str)  # the output, apart from the input:
+        assert s.metainfo['answer'] == s.metainfo['glcot']['answer']  # the dataset's answer
         assert len(s.metainfo['points']) == len(s.metainfo['point_labels']) == 2
         assert s.coarse_logits.data.dim() == 3
 
