@@ -75,7 +75,7 @@ def main():
     cv2.imwrite(osp.join(args.out, f'{stem}_vis.png'),
                 render_prediction(image, sample)[..., ::-1])
     print(f"response: {sample.metainfo.get('pred_text', '')}")
-    print(f"answer:   {sample.metainfo.get('answer', '')}")
+    print(f"answer:   {sample.metainfo.get('pred_answer', '')}")
     print(f'mask pixels: {int((mask > 0).sum())} -> {args.out}/{stem}_mask.png, {stem}_vis.png')
 
 

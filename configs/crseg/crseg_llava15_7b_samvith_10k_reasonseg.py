@@ -1,6 +1,6 @@
 # CR-Seg, LLaVA-1.5-7B + SAM ViT-H, 10k iterations on ReasonSeg (GPUs; weights in data/weights/).
-# ReasonSeg has no GLCoT annotations: train on data that has them (e.g. SynthReason-style
-# annotations of your own) or set glcot mode='plain' with an `answer` per query.
+# Training targets: the GLCoT sidecar data/glcot/reasonseg_train.jsonl (README: "Train on real
+# data").
 _base_ = [
     '../_base_/models/crseg_llava15_7b_samvith.py',
     '../_base_/datasets/reasonseg.py',

@@ -1,4 +1,6 @@
 # CR-Seg, Qwen2.5-VL-7B + SAM ViT-H, 10k iterations on ReasonSeg (GPUs; weights in data/weights/).
+# Training targets: the GLCoT sidecar data/glcot/reasonseg_train.jsonl (README: "Train on real
+# data").
 _base_ = [
     '../_base_/models/crseg_qwen25vl_7b_samvith.py',
     '../_base_/datasets/reasonseg.py',

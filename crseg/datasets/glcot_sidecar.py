@@ -21,7 +21,7 @@ Rules:
 import hashlib
 import json
 import os.path as osp
-from typing import Dict
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
 
@@ -75,4 +75,66 @@ def read_sidecar(path: str) -> Dict[str, dict]:
     return records
 
 
-__all__ = ['sidecar_id', 'read_sidecar', 'check_glcot', 'GLCOT_KEYS']
+def sidecar_record(image: str, query: str, glcot: dict, **extra) -> dict:
+    """One sidecar line as a dict (``id``, ``image`` file name, ``query``, checked ``glcot``)."""
+    rec = dict(id=sidecar_id(image, query), image=osp.basename(image), query=query,
+               glcot=check_glcot(glcot, f'sidecar record for {image!r} / {query!r}'))
+    rec.update(extra)
+    return rec
+
+
+ON_MISSING = ('skip', 'raise')
+
+
+def attach_glcot(data_list: List[dict], glcot_file: Optional[str] = None,
+                 on_missing: str = 'skip', name: str = 'dataset') -> Tuple[List[dict], int]:
+    """Give each data info (``img_path``, ``query``) its training target; return ``(kept, n)``.
+
+    Without ``glcot_file`` nothing is dropped: ``answer`` is filled from the entry's own
+    ``glcot['answer']`` where the dataset gave no ``answer`` of its own (``n`` is 0).
+
+    With ``glcot_file`` (a sidecar, see the module docstring) the record with id
+    ``sidecar_id(img_path, query)`` sets ``glcot`` (the three parts) and ``answer`` (its
+    answer), replacing what the dataset had. A query whose record is missing or has an empty
+    answer is left out and counted (``on_missing='skip'``; ``n`` is that count, logged with the
+    first few) or is an error naming it (``on_missing='raise'``). A sidecar that matches no
+    query at all is an error (wrong file or split) rather than an empty dataset.
+    """
+    if on_missing not in ON_MISSING:
+        raise ValueError(f'{name}: on_missing_glcot must be one of {ON_MISSING}, '
+                         f'got {on_missing!r}')
+    if glcot_file is None:
+        for info in data_list:
+            own = info.get('glcot')
+            if info.get('answer') is None and isinstance(own, dict):
+                info['answer'] = own.get('answer')
+        return data_list, 0
+    records = read_sidecar(glcot_file)
+    kept, missing, used = [], [], set()
+    for info in data_list:
+        key = sidecar_id(info['img_path'], info['query'])
+        rec = records.get(key)
+        if rec is None or not rec['glcot']['answer'].strip():
+            why = 'no entry' if rec is None else 'empty answer'
+            if on_missing == 'raise':
+                raise ValueError(f'{name}: {glcot_file} has {why} for id {key} (image '
+                                 f'{info["img_path"]}, query {info["query"]!r})')
+            missing.append(f'{key} ({why})')
+            continue
+        used.add(key)
+        kept.append(dict(info, glcot=dict(rec['glcot']), answer=rec['glcot']['answer']))
+    if data_list and not kept:
+        raise ValueError(f'{name}: no query has a usable entry in the GLCoT sidecar '
+                         f'{glcot_file} ({len(records)} records): wrong file or split?')
+    if missing:
+        print_log(f'{name}: skipped {len(missing)} of {len(data_list)} queries with no usable '
+                  f'GLCoT entry in {glcot_file}, e.g. {missing[:3]}', logger='current',
+                  level=30)
+    print_log(f'{name}: GLCoT targets for {len(kept)} queries from {glcot_file} '
+              f'({len(records) - len(used)} of its {len(records)} records unused)',
+              logger='current')
+    return kept, len(missing)
+
+
+__all__ = ['sidecar_id', 'read_sidecar', 'check_glcot', 'sidecar_record', 'attach_glcot',
+           'GLCOT_KEYS']

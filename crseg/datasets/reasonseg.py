@@ -5,7 +5,10 @@ Layout: ``<data_root>/<split>/<name>.jpg|.png`` next to ``<name>.json``::
     {"text": [query, ...], "is_sentence": bool,
      "shapes": [{"label": "target"|"ignore"|"flag", "points": [[x, y], ...]}],
      "glcot": [{"global": ..., "local": ..., "answer": ...}, ...],   # optional
-     "query_type": [...]}                                            # optional
+     "query_type": [...],                                            # optional
+     "answer": [short answer, ...]}                                  # optional
+
+``glcot_file=`` reads GLCoT targets from a sidecar instead (see ``glcot_sidecar``).
 
 One sample per (image, query). Masks are rasterized by the
 ``LoadReasonSegAnnotations`` transform.
@@ -18,6 +21,7 @@ from typing import List, Optional
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 
+from crseg.datasets.glcot_sidecar import attach_glcot
 from crseg.registry import DATASETS
 
 IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.JPG', '.PNG', '.JPEG')
@@ -86,19 +90,26 @@ class ReasonSegDataset(BaseSegDataset):
         skip_invalid (bool): on a broken file (missing image, missing field,
             bad polygon) log a warning and skip the image instead of raising;
             the number skipped is ``self.num_skipped``.
+        glcot_file (str, optional): a GLCoT sidecar JSONL giving each query's
+            ``glcot`` and ``answer`` (:func:`attach_glcot`); the JSON's own are replaced.
+        on_missing_glcot (str): 'skip' (count in ``self.num_glcot_missing``,
+            log) or 'raise' for a query the sidecar has no usable entry for.
         **kwargs: :class:`mmseg.datasets.BaseSegDataset` arguments.
 
     Data info keys: img_path, ann_path, query, is_sentence, glcot (dict or
-    None), query_type (str or None), text_index, shapes, sample_idx (+ mmseg's
+    None), answer (str or None: the JSON's ``answer``, else ``glcot['answer']``),
+    query_type (str or None), text_index, shapes, sample_idx (+ mmseg's
     label_map, reduce_zero_label, seg_fields).
     """
 
     METAINFO = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 0, 0]])
 
     def __init__(self, split: str = 'val', first_text_only: bool = True,
-                 skip_invalid: bool = False, **kwargs):
+                 skip_invalid: bool = False, glcot_file: Optional[str] = None,
+                 on_missing_glcot: str = 'skip', **kwargs):
         self.split, self.first_text_only, self.skip_invalid = split, first_text_only, skip_invalid
-        self.num_skipped = 0
+        self.glcot_file, self.on_missing_glcot = glcot_file, on_missing_glcot
+        self.num_skipped = self.num_glcot_missing = 0
         kwargs.setdefault('img_suffix', '.jpg')
         kwargs.setdefault('seg_map_suffix', '.json')
         super().__init__(**kwargs)
@@ -128,11 +139,13 @@ class ReasonSegDataset(BaseSegDataset):
         shapes = validate_shapes(ann['shapes'], ann_path)
         glcots = _aligned(ann, 'glcot', len(texts), ann_path)
         qtypes = _aligned(ann, 'query_type', len(texts), ann_path)
+        answers = _aligned(ann, 'answer', len(texts), ann_path)
         img_path = self._find_image(ann_path)
         keep = texts[:1] if self.first_text_only else texts
         return [dict(img_path=img_path, ann_path=ann_path, seg_map_path=None, query=t,
                      is_sentence=bool(ann.get('is_sentence', False)),
                      glcot=glcots[i] if glcots else None, query_type=qtypes[i] if qtypes else None,
+                     answer=answers[i] if answers else None,
                      text_index=i, shapes=shapes, label_map=self.label_map,
                      reduce_zero_label=self.reduce_zero_label, seg_fields=[])
                 for i, t in enumerate(keep)]
@@ -156,6 +169,8 @@ class ReasonSegDataset(BaseSegDataset):
                 print_log(f'ReasonSegDataset: skipped {e}', logger='current', level=30)
                 continue
             data_list.extend(items)
+        data_list, self.num_glcot_missing = attach_glcot(
+            data_list, self.glcot_file, self.on_missing_glcot, f'ReasonSegDataset({folder})')
         for i, info in enumerate(data_list):
             info['sample_idx'] = i
         if self.num_skipped:

@@ -10,15 +10,19 @@ The refs pickle is a list of dicts (ref_id, ann_id, image_id, split,
 sentences=[{'sent': ..., ...}], ...). It is read with
 :class:`RestrictedUnpickler`, which refuses every global except plain
 builtin containers/scalars, so a tampered pickle cannot run code.
+
+Training targets come from a GLCoT sidecar (``glcot_file=``): the annotator's, or the
+teacher-free template of ``tools/dataset_converters/refcoco_glcot_templates.py``.
 """
 import json
 import os.path as osp
 import pickle
-from typing import List
+from typing import List, Optional
 
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 
+from crseg.datasets.glcot_sidecar import attach_glcot
 from crseg.registry import DATASETS
 
 DEFAULT_SPLIT_BY = {'refcoco': 'unc', 'refcoco+': 'unc', 'refcocog': 'umd'}
@@ -74,17 +78,22 @@ class RefCOCODataset(BaseSegDataset):
         split_by (str, optional): 'unc', 'umd' or 'google'; default by dataset.
         img_prefix (str): image folder relative to ``data_root``, e.g.
             'images/mscoco/images/train2014'.
+        glcot_file (str, optional): a GLCoT sidecar JSONL giving each sentence's
+            ``glcot`` and ``answer`` (:func:`attach_glcot`).
+        on_missing_glcot (str): 'skip' (count in ``self.num_glcot_missing``,
+            log) or 'raise' for a sentence the sidecar has no usable entry for.
         **kwargs: :class:`mmseg.datasets.BaseSegDataset` arguments.
 
     Data info: img_path, ann_path (refs file), query, is_sentence (False),
-    glcot None, query_type None, text_index, shapes (one target with COCO
-    ``segmentation``), ref_id, ann_id, height, width.
+    glcot and answer (from ``glcot_file``, else None), query_type None, text_index,
+    shapes (one target with COCO ``segmentation``), ref_id, ann_id, height, width.
     """
 
     METAINFO = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 0, 0]])
 
     def __init__(self, dataset: str = 'refcoco', split: str = 'val', split_by: str = None,
-                 img_prefix: str = 'images/mscoco/images/train2014', **kwargs):
+                 img_prefix: str = 'images/mscoco/images/train2014',
+                 glcot_file: Optional[str] = None, on_missing_glcot: str = 'skip', **kwargs):
         if dataset not in DEFAULT_SPLIT_BY:
             raise ValueError(f'RefCOCODataset: dataset must be one of {sorted(DEFAULT_SPLIT_BY)}, '
                              f'got {dataset!r}')
@@ -94,6 +103,8 @@ class RefCOCODataset(BaseSegDataset):
                              f'({split_by}): {SPLITS.get(split_by)}')
         self.dataset, self.split, self.split_by = dataset, split, split_by
         self.img_prefix = img_prefix
+        self.glcot_file, self.on_missing_glcot = glcot_file, on_missing_glcot
+        self.num_glcot_missing = 0
         kwargs.setdefault('seg_map_suffix', '')
         super().__init__(**kwargs)
 
@@ -126,11 +137,14 @@ class RefCOCODataset(BaseSegDataset):
             for i, sent in enumerate(ref.get('sentences', [])):
                 data_list.append(dict(
                     img_path=img_path, ann_path=refs_path, seg_map_path=None, query=sent['sent'],
-                    is_sentence=False, glcot=None, query_type=None, text_index=i,
+                    is_sentence=False, glcot=None, answer=None, query_type=None, text_index=i,
                     shapes=[dict(label='target', segmentation=ann['segmentation'])],
                     ref_id=ref.get('ref_id'), ann_id=ann['id'], height=image.get('height'),
                     width=image.get('width'), label_map=self.label_map,
                     reduce_zero_label=self.reduce_zero_label, seg_fields=[]))
+        data_list, self.num_glcot_missing = attach_glcot(
+            data_list, self.glcot_file, self.on_missing_glcot,
+            f'RefCOCODataset({self.dataset} {self.split})')
         for i, info in enumerate(data_list):
             info['sample_idx'] = i
         print_log(f'RefCOCODataset: {self.dataset}({self.split_by}) {self.split}: '

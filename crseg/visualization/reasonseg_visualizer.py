@@ -83,7 +83,7 @@ def render_prediction(image: np.ndarray, sample) -> np.ndarray:
     panels = np.concatenate([left, middle, right], axis=1)
     lines = [f"query: {meta.get('query', '')}",
              f"response: {meta.get('pred_text', '')}",
-             f"answer: {meta.get('answer', '')}"]
+             f"answer: {meta.get('pred_answer', '')}"]
     return np.concatenate([panels, text_band(lines, panels.shape[1])], axis=0)
 
 

@@ -1,8 +1,11 @@
 # ReasonSeg (LISA's release): data/reason_seg/ReasonSeg/{train,val,test}/*.jpg + *.json.
 # Validation/test use each image's first query (LISA's protocol); set
 # `first_text_only=False` to evaluate every query. Flip stays off: "left of" queries.
+# Training targets ({global, local, answer} per query) come from a GLCoT sidecar written by
+# tools/dataset_converters/glcot_annotate.py (README: "Train on real data").
 dataset_type = 'ReasonSegDataset'
 data_root = 'data/reason_seg/ReasonSeg'
+glcot_root = 'data/glcot'
 
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color'),
@@ -19,7 +22,8 @@ train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, split='train',
-                 first_text_only=False, pipeline=train_pipeline))
+                 first_text_only=False, glcot_file=f'{glcot_root}/reasonseg_train.jsonl',
+                 pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),

@@ -2,8 +2,11 @@
 #   data/refer_seg/<dataset>/refs(unc).p (refs(umd).p for refcocog) + instances.json,
 #   images in data/refer_seg/images/mscoco/images/train2014/.
 # Switch with --cfg-options test_dataloader.dataset.dataset=refcoco+ test_dataloader.dataset.split=testA
+# Training targets: a GLCoT sidecar per dataset, data/glcot/<dataset>_train.jsonl, from the
+# annotator or the teacher-free template (tools/dataset_converters/refcoco_glcot_templates.py).
 dataset_type = 'RefCOCODataset'
 data_root = 'data/refer_seg'
+glcot_root = 'data/glcot'
 
 train_pipeline = [
     dict(type='LoadImageFromFile', color_type='color'),
@@ -20,7 +23,8 @@ train_dataloader = dict(
     batch_size=2, num_workers=2, persistent_workers=True,
     sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(type=dataset_type, data_root=data_root, dataset='refcoco', split='train',
-                 img_prefix='images/mscoco/images/train2014', pipeline=train_pipeline))
+                 img_prefix='images/mscoco/images/train2014',
+                 glcot_file=f'{glcot_root}/refcoco_train.jsonl', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=1, num_workers=2, persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=False),

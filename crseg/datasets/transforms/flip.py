@@ -46,7 +46,7 @@ def swap_direction_words(text: str, direction: str = 'horizontal') -> str:
 @TRANSFORMS.register_module()
 class ReasoningRandomFlip(RandomFlip):
     """mmseg's ``RandomFlip`` that also swaps direction words in ``query``
-    and in every text of ``glcot`` when the image is flipped.
+    and in every text of ``glcot`` (and ``answer``) when the image is flipped.
 
     Same arguments as ``RandomFlip`` (``prob``, ``direction``). Adds nothing
     when no flip happens. The ``glcot`` dict is replaced, never mutated.
@@ -59,6 +59,8 @@ class ReasoningRandomFlip(RandomFlip):
         direction = results['flip_direction']
         if isinstance(results.get('query'), str):
             results['query'] = swap_direction_words(results['query'], direction)
+        if isinstance(results.get('answer'), str):
+            results['answer'] = swap_direction_words(results['answer'], direction)
         glcot = results.get('glcot')
         if isinstance(glcot, dict):
             results['glcot'] = {k: swap_direction_words(v, direction) if isinstance(v, str) else v

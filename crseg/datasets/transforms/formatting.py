@@ -6,7 +6,7 @@ from crseg.registry import TRANSFORMS
 REASONSEG_META_KEYS = (
     'img_path', 'seg_map_path', 'ann_path', 'ori_shape', 'img_shape', 'pad_shape',
     'scale_factor', 'flip', 'flip_direction', 'reduce_zero_label', 'sample_idx',
-    'query', 'is_sentence', 'glcot', 'query_type', 'text_index')
+    'query', 'is_sentence', 'glcot', 'answer', 'query_type', 'text_index')
 
 
 @TRANSFORMS.register_module()
@@ -15,7 +15,8 @@ class PackReasonSegInputs(PackSegInputs):
     and a ``SegDataSample`` with ``gt_sem_seg`` (long [1, H, W], 0/1/255).
 
     Besides mmseg's usual meta keys the metainfo carries ``query``,
-    ``is_sentence``, ``glcot`` (dict or None), ``query_type`` (str or None),
+    ``is_sentence``, ``glcot`` (dict or None), ``answer`` (the training target's
+    answer, str or None), ``query_type`` (str or None),
     ``text_index``, ``ann_path`` and ``sample_idx`` (keys missing from the
     results are left out, as in mmseg).
     """

@@ -17,7 +17,7 @@ Call graph (mmseg's ``BaseSegmentor`` contract)::
     forward(mode='tensor')  -> _forward()       coarse logits of the teacher-forced pass
 
 The CoT text, the parsed answer, the points and the coarse map stay in each
-output ``SegDataSample`` (``pred_text``, ``answer``, ``points``,
+output ``SegDataSample`` (``pred_text``, ``pred_answer``, ``points``,
 ``point_labels``, ``coarse_logits``) for pictures and analysis.
 """
 from typing import List, Optional, Sequence, Union
@@ -198,7 +198,7 @@ class CRSeg(BaseSegmentor):
             maps.append(rows)
             answer = (parsed.answer or '').strip().lower().strip(' .')
             empty.append(answer in self.empty_answers)
-            s.set_metainfo(dict(pred_text=gen.text, answer=parsed.answer,
+            s.set_metainfo(dict(pred_text=gen.text, pred_answer=parsed.answer,
                                 glcot_fallback=parsed.fallback))
         coarse = self._coarse(maps)
         masks = self._refine(inputs, coarse, data_samples)

@@ -243,7 +243,7 @@ class SegTokenSegmentor(BaseSegmentor):
             has_seg = self.seg_token_id in gen.token_ids
             text = tok.decode(gen.token_ids, skip_special_tokens=False)
             parsed = self.glcot.parse(text.replace(self.seg_token, ' ').strip())
-            s.set_metainfo(dict(pred_text=text, answer=parsed.answer, seg_found=has_seg))
+            s.set_metainfo(dict(pred_text=text, pred_answer=parsed.answer, seg_found=has_seg))
             if has_seg:
                 cut = gen.token_ids[:gen.token_ids.index(self.seg_token_id) + 1]
                 found.append(i)

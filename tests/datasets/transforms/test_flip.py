@@ -23,7 +23,7 @@ def _results():
     seg[:, :2] = 1
     glcot = {'global': 'red circle top left', 'local': 'left part', 'answer': 'the left circle'}
     return dict(img=img, gt_seg_map=seg, seg_fields=['gt_seg_map'], img_shape=(4, 6),
-                query='the circle on the left', glcot=glcot)
+                query='the circle on the left', glcot=glcot, answer=glcot['answer'])
 
 
 def test_flip_swaps_query_and_glcot():
@@ -36,10 +36,11 @@ def test_flip_swaps_query_and_glcot():
     assert out['query'] == 'the circle on the right'
     assert out['glcot'] == {'global': 'red circle top right', 'local': 'right part',
                             'answer': 'the right circle'}
+    assert out['answer'] == 'the right circle'  # the packed training answer follows
     assert original['local'] == 'left part'  # not mutated in place
 
 
 def test_no_flip_keeps_text():
     out = TRANSFORMS.build(dict(type='ReasoningRandomFlip', prob=0.0))(_results())
     assert not out['flip'] and out['query'] == 'the circle on the left'
-    assert out['glcot']['answer'] == 'the left circle'
+    assert out['glcot']['answer'] == out['answer'] == 'the left circle'

@@ -35,7 +35,7 @@ def test_predict_thresholds_the_aggregated_map(ao_cfg, batch):
         assert s.pred_sem_seg.data.shape == (1, h, w)
         assert isinstance(s.metainfo['pred_text'], str)
         coarse = s.coarse_logits.data[0]
-        if s.metainfo['answer'].strip(' .').lower() in model.empty_answers:
+        if s.metainfo['pred_answer'].strip(' .').lower() in model.empty_answers:
             continue
         # the mask is the z-scored map > 0 resized: above-average cells are in it
         up = torch.nn.functional.interpolate(coarse[None, None], size=(h, w), mode='bilinear',

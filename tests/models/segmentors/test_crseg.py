@@ -52,6 +52,8 @@ def test_predict_fills_sample_at_original_size(model_cfg, batch):
         assert s.pred_sem_seg.data.shape == (1, h, w)
         assert set(s.pred_sem_seg.data.unique().tolist()) <= {0, 1}
         assert isinstance(s.metainfo['pred_text'], str)
+        assert isinstance(s.metainfo['pred_answer'], str)  # the output, apart from the input:
+        assert s.metainfo['answer'] == s.metainfo['glcot']['answer']  # the dataset's answer
         assert len(s.metainfo['points']) == len(s.metainfo['point_labels']) == 2
         assert s.coarse_logits.data.dim() == 3
 
@@ -77,10 +79,28 @@ def test_unknown_refiner_prompt_is_named(model_cfg):
 def test_missing_training_target_names_sample(model_cfg, batch):
     model = _build(model_cfg)
     for s in batch['data_samples']:
-        s.set_metainfo(dict(glcot=None))
+        s.set_metainfo(dict(glcot=None, answer=None))
     data = model.data_preprocessor(batch, True)
     with pytest.raises(ValueError, match='no training target'):
         model.loss(**data)
+
+
+def test_plain_mode_trains_on_answer_alone(model_cfg, batch, monkeypatch):
+    """No glcot (real data without a full annotation): the packed `answer` is the target."""
+    model = _build(model_cfg, glcot=dict(type='GLCoT', mode='plain'))
+    answers = ['the red square', 'none', 'the big circle', 'the left one']
+    for s, answer in zip(batch['data_samples'], answers):
+        assert s.metainfo['answer'] == s.metainfo['glcot']['answer']  # packed by the dataset
+        s.set_metainfo(dict(glcot=None, answer=answer))
+    seen = []
+    build = model.mllm.build_inputs
+    monkeypatch.setattr(model.mllm, 'build_inputs',
+                        lambda *a, **kw: seen.append((a[2], a[3])) or build(*a, **kw))
+    losses = model.loss(**model.data_preprocessor(batch, True))
+    assert torch.isfinite(losses['loss_lm'])
+    responses, spans = seen[0]
+    assert responses == [f'answer: {a}' for a in answers]
+    assert [r[slice(*sp)] for r, sp in zip(responses, spans)] == answers
 
 
 def test_empty_answer_gives_empty_mask(model_cfg, batch, monkeypatch):

@@ -89,7 +89,7 @@ def test_predict_with_and_without_seg(gen_cfg, batch):
     assert model.num_parse_failures == 2
     assert [s.metainfo['seg_found'] for s in out] == [True, False, True, False]
     assert '[SEG]' in out[0].metainfo['pred_text']
-    assert out[0].metainfo['answer'] == 'the red square'
+    assert out[0].metainfo['pred_answer'] == 'the red square'
     for s in out:
         h, w = s.metainfo['ori_shape'][:2]
         assert s.pred_sem_seg.data.shape == (1, h, w)
