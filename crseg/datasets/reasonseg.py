@@ -23,12 +23,13 @@ import os.path as osp
 from collections import Counter
 from typing import List, Optional, Tuple
 
+import cv2
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from PIL import Image, UnidentifiedImageError
 
 from crseg.registry import DATASETS
-from .transforms.rasterize import audit_shapes
+from .transforms.rasterize import audit_shapes, opencv_draws_as_lisa
 
 IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.JPG', '.PNG', '.JPEG')
 INT32_MAX = 2 ** 31 - 1
@@ -201,8 +202,8 @@ class ReasonSegDataset(BaseSegDataset):
                                                 if self.rescale_to_image else 'points kept'))
             if self.rescale_to_image:
                 ah, aw = annotated
-                shapes = [dict(s, points=[[x * width / aw, y * height / ah] for x, y in s['points']])
-                          for s in shapes]
+                shapes = [dict(s, points=[[x * width / aw, y * height / ah]
+                                          for x, y in s['points']]) for s in shapes]
         found.update(audit_shapes(shapes, height, width, ann_path)[1])
         if found:
             self.deviation_counts.update(found.keys())
@@ -251,6 +252,11 @@ class ReasonSegDataset(BaseSegDataset):
         folder = self._split_dir()
         if not osp.isdir(folder):
             raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} does not exist')
+        if not opencv_draws_as_lisa():
+            print_log(f'ReasonSegDataset: OpenCV {cv2.__version__} fills polygons unlike LISA\'s '
+                      'opencv-python 4.8.0.74 (4.8-4.10 match): masks will differ from LISA\'s '
+                      'at some edge pixels; see requirements/runtime.txt', logger='current',
+                      level=30)
         names = sorted(n for n in os.listdir(folder) if n.endswith('.json'))
         if not names:
             raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} has no .json file')

@@ -20,7 +20,8 @@ def test_table_counts_files_per_deviation(tmp_path, write_sample, check, capsys)
     val = tmp_path / 'val'
     q = dict(text=['q'], is_sentence=False)
     write_sample(val, 'a_clean', dict(q, shapes=[dict(label='target', points=SQUARE)]))
-    write_sample(val, 'b_oob', dict(q, shapes=[dict(label='Target', points=[[-3, 1], [5, 1], [5, 5]])]))
+    write_sample(val, 'b_oob',
+                 dict(q, shapes=[dict(label='Target', points=[[-3, 1], [5, 1], [5, 5]])]))
     write_sample(val, 'c_line', dict(q, shapes=[dict(label='target', points=[[1, 1], [5, 5]])]))
     write_sample(val, 'd_tie', dict(q, shapes=[dict(label='ignore', points=SQUARE),
                                                dict(label='target', points=SQUARE)]))
@@ -38,6 +39,8 @@ def test_table_counts_files_per_deviation(tmp_path, write_sample, check, capsys)
     assert 'no valid sample' in results['empty_split']['error']
     out = capsys.readouterr().out
     assert 'out_of_bounds' in out and 'empty_split: ReasonSegDataset: no valid sample' in out
-    row = next(line for line in out.splitlines() if line.startswith('| val '))
-    assert [c.strip() for c in row.strip('|').split('|')] == [
+    rows = [[c.strip() for c in line.strip('|').split('|')] for line in out.splitlines()
+            if line.startswith('|')]
+    assert rows[0][:3] == ['split', 'files', 'invalid']
+    assert next(r for r in rows if r[0] == 'val') == [
         'val', '7', '1', '1', '1', '1', '1', '1', '0', '1', '1', '1']

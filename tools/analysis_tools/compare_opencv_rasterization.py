@@ -6,7 +6,7 @@ LISA (``utils/data_processing.py::get_mask_from_json``) turns each polygon into
 and numpy 1.24; shapes are painted in ``np.argsort(areas)[::-1]`` order.
 
 ``draw`` rasterises seeded random polygons (in bounds, partly and mostly out of
-bounds, tiny, 1 to 10 float vertices) with the running OpenCV and records
+bounds, tiny, star-shaped; 1 to 10 float vertices) with the running OpenCV and records
 numpy's default ``argsort`` of tie-heavy uint64 area lists; ``compare`` diffs
 the files against a reference. Run ``draw`` once per environment, e.g. with
 throwaway installs (``pip install --no-deps --target /tmp/cv4.8.0.74
@@ -27,8 +27,10 @@ import numpy as np
 
 HEIGHT, WIDTH = 61, 83
 # name -> (low, high) of the vertex coordinates as a fraction of the image size
+# (random vertices: usually self-intersecting); 'tiny': within 2 px of a point; 'simple':
+# star-shaped (vertices sorted by angle around a centre, radius 2-40 px), as annotations are
 CATEGORIES = {'in_bounds': (0.0, 1.0), 'partly_out': (-0.25, 1.25),
-              'mostly_out': (-4.0, 5.0), 'tiny': None}
+              'mostly_out': (-4.0, 5.0), 'tiny': None, 'simple': None}
 OPS = ('fillPoly', 'polylines', 'lisa')  # lisa: polylines then fillPoly, as LISA draws
 NUM_LISTS = 2000  # area lists for the argsort check, 1 to 40 entries each
 
@@ -49,6 +51,12 @@ def make_polygons(num: int, seed: int):
         if cat == 'tiny':
             centre = rng.random(2) * [WIDTH, HEIGHT]
             pts = centre + (u - 0.5) * 4.0
+        elif cat == 'simple':
+            n = max(n, 3)
+            u = rng.random((n, 2))
+            centre = (rng.random(2) * 1.2 - 0.1) * [WIDTH, HEIGHT]
+            angle, radius = np.sort(u[:, 0]) * 2 * np.pi, 2 + u[:, 1] * 38
+            pts = centre + np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1)
         else:
             lo, hi = CATEGORIES[cat]
             pts = (lo + u * (hi - lo)) * [WIDTH, HEIGHT]
@@ -77,7 +85,8 @@ def draw(out: str, num: int, seed: int):
     np.savez_compressed(
         out, version=f'opencv {cv2.__version__}, numpy {np.__version__}',
         coords=np.concatenate(polys), lengths=[len(p) for p in polys], cats=np.array(cats),
-        orders=np.concatenate(orders), orders_stable=np.concatenate(stable), **{op: np.packbits(masks[op]) for op in OPS})
+        orders=np.concatenate(orders), orders_stable=np.concatenate(stable),
+        **{op: np.packbits(masks[op]) for op in OPS})
     print(f'{out}: {num} polygons, opencv {cv2.__version__}, numpy {np.__version__}')
 
 
@@ -120,7 +129,7 @@ def main():
     sub = parser.add_subparsers(dest='cmd', required=True)
     d = sub.add_parser('draw', help='rasterise the polygons with the running OpenCV')
     d.add_argument('out')
-    d.add_argument('--num', type=int, default=8000)
+    d.add_argument('--num', type=int, default=10000)
     d.add_argument('--seed', type=int, default=0)
     c = sub.add_parser('compare', help='diff draw outputs against a reference')
     c.add_argument('ref')

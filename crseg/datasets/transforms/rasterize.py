@@ -31,6 +31,14 @@ import numpy as np
 TARGET, IGNORE = 1, 255
 PLAIN_LABELS = ('target', 'ignore', 'flag')
 STABLE_ARGSORT_MAX = 16  # numpy 1.24's argsort is an insertion sort up to this size
+# opencv-python releases measured to draw exactly as LISA's pinned 4.8.0.74 (4.8.0.74 to 4.10.0.84)
+LISA_OPENCV_RANGE = ((4, 8), (4, 11))
+
+
+def opencv_draws_as_lisa(version: str = cv2.__version__) -> bool:
+    """Whether this OpenCV is in the range measured to rasterise as LISA's 4.8.0.74."""
+    major_minor = tuple(int(v) for v in version.split('.')[:2])
+    return LISA_OPENCV_RANGE[0] <= major_minor < LISA_OPENCV_RANGE[1]
 
 
 def label_value(label: str) -> Optional[int]:

@@ -145,3 +145,10 @@ def test_out_of_bounds_counted():
               dict(label='target', points=[[0, 0], [6, 0], [3, 3]]),  # x = 6 on a 6-wide image
               dict(label='flag', points=[[-9, -9], [3, 0], [3, 3]])]  # skipped: not counted
     assert audit_shapes(shapes, 6, 6)[1] == {'out_of_bounds': 1}
+
+
+def test_opencv_range_measured_to_draw_as_lisa():
+    from crseg.datasets.transforms.rasterize import opencv_draws_as_lisa
+    assert opencv_draws_as_lisa('4.8.0') and opencv_draws_as_lisa('4.10.0')
+    assert not opencv_draws_as_lisa('4.7.0') and not opencv_draws_as_lisa('4.11.0')
+    assert not opencv_draws_as_lisa('5.0.0')
