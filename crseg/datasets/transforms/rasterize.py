@@ -148,8 +148,12 @@ def rasterize_shapes(shapes: List[dict], height: int, width: int,
 
 
 def audit_shapes(shapes: List[dict], height: int, width: int,
-                 source: str = '?') -> Tuple[np.ndarray, Dict[str, int]]:
-    """Rasterize and count where a file leaves LISA's plain rules.
+                 source: str = '?') -> Tuple[Optional[np.ndarray], Dict[str, int]]:
+    """Count where a file leaves LISA's plain rules; returns (map or None, counts).
+
+    The map is rasterized only when ignore shapes exist (None otherwise):
+    without them no target can be covered and no tie decides pixels, so one
+    drawn target pixel settles ``empty_target``.
 
     Counts (only non-zero keys are returned): ``odd_label`` (labels other
     than target/ignore/flag exactly), ``degenerate_polygon`` (1 or 2 points),
@@ -172,6 +176,14 @@ def audit_shapes(shapes: List[dict], height: int, width: int,
             if ((pts < 0).any() or (pts[:, 0] >= width).any()
                     or (pts[:, 1] >= height).any()):
                 counts['out_of_bounds'] += 1
+    values = {label_value(s['label']) for s in shapes if isinstance(s.get('label'), str)}
+    if IGNORE not in values:  # nothing paints over a target and no tie decides pixels
+        targets = [s for s in shapes if isinstance(s.get('label'), str)
+                   and label_value(s['label']) == TARGET]
+        if targets and not any(_draw(np.zeros((height, width), np.uint8), s, 1, source).any()
+                               for s in targets):  # e.g. every target outside the image
+            counts['empty_target'] = 1
+        return None, {k: v for k, v in counts.items() if v}
     items = _drawn(shapes, height, width, source)
     seg = _paint(shapes, items, height, width, source)
     if any(it[1] == TARGET for it in items) and not (seg == TARGET).any():

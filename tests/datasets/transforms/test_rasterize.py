@@ -152,3 +152,12 @@ def test_opencv_range_measured_to_draw_as_lisa():
     assert opencv_draws_as_lisa('4.8.0') and opencv_draws_as_lisa('4.10.0')
     assert not opencv_draws_as_lisa('4.7.0') and not opencv_draws_as_lisa('4.11.0')
     assert not opencv_draws_as_lisa('5.0.0')
+
+
+def test_target_outside_the_image_is_an_empty_target():
+    shapes = [dict(label='target', points=box(-9, -9, -2, -2))]
+    seg, n = rasterize_shapes(shapes, 5, 5)
+    assert n == 1 and not seg.any()
+    assert audit_shapes(shapes, 5, 5)[1] == {'out_of_bounds': 1, 'empty_target': 1}
+    shapes.append(dict(label='target', points=box(1, 1, 2, 2)))  # one visible target suffices
+    assert audit_shapes(shapes, 5, 5)[1] == {'out_of_bounds': 1}
