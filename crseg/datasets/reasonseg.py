@@ -4,6 +4,7 @@ Layout: ``<data_root>/<split>/<name>.jpg|.png`` next to ``<name>.json``::
 
     {"text": [query, ...], "is_sentence": bool,
      "shapes": [{"label": "target"|"ignore"|"flag", "points": [[x, y], ...]}],
+     "imageWidth": int, "imageHeight": int,                           # optional
      "glcot": [{"global": ..., "local": ..., "answer": ...}, ...],   # optional
      "query_type": [...],                                            # optional
      "answer": [short answer, ...]}                                  # optional
@@ -11,40 +12,71 @@ Layout: ``<data_root>/<split>/<name>.jpg|.png`` next to ``<name>.json``::
 ``glcot_file=`` reads GLCoT targets from a sidecar instead (see ``glcot_sidecar``).
 
 One sample per (image, query). Masks are rasterized by the
-``LoadReasonSegAnnotations`` transform.
+``LoadReasonSegAnnotations`` transform with LISA's rules
+(:mod:`crseg.datasets.transforms.rasterize`). Files that lean on those rules
+(odd labels, 1-2-point polygons, out-of-image points, targets covered by
+ignore, annotation size != image size, no ``is_sentence``) load as LISA loads
+them and are counted in ``deviation_counts`` and logged per file;
+``strict=True`` makes them errors.
 """
 import json
+import math
 import os
 import os.path as osp
-from typing import List, Optional
+from collections import Counter
+from typing import List, Optional, Tuple
 
+import cv2
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
+from PIL import Image, UnidentifiedImageError
 
 from crseg.datasets.glcot_sidecar import attach_glcot
 from crseg.registry import DATASETS
+from .transforms.rasterize import audit_shapes, opencv_draws_as_lisa
 
 IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.JPG', '.PNG', '.JPEG')
-VALID_LABELS = ('target', 'ignore', 'flag')
+INT32_MAX = 2 ** 31 - 1
+# deviations that strict=True turns into errors (the rest are informational)
+STRICT_DEVIATIONS = ('odd_label', 'degenerate_polygon', 'out_of_bounds', 'empty_target',
+                     'size_mismatch', 'missing_is_sentence')
 
 
-def read_json(path: str):
-    """Read a JSON file as UTF-8, falling back to cp1252 (LISA has such files)."""
+def read_json_with_encoding(path: str) -> Tuple[object, str]:
+    """Read a JSON file as UTF-8, else cp1252 (LISA's fallback); returns (data, encoding)."""
     with open(path, 'rb') as f:
         raw = f.read()
     try:
-        text = raw.decode('utf-8')
+        text, encoding = raw.decode('utf-8'), 'utf-8'
     except UnicodeDecodeError:
-        print_log(f'{path}: not UTF-8, read as cp1252', logger='current', level=30)
-        text = raw.decode('cp1252')
+        try:
+            text, encoding = raw.decode('cp1252'), 'cp1252'
+        except UnicodeDecodeError as e:
+            raise ValueError(f'{path}: neither UTF-8 nor cp1252 ({e})') from e
     try:
-        return json.loads(text)
+        return json.loads(text), encoding
     except json.JSONDecodeError as e:
         raise ValueError(f'{path}: invalid JSON: {e}') from e
 
 
+def read_json(path: str):
+    """Read a JSON file as UTF-8, falling back to cp1252 (LISA has such files)."""
+    data, encoding = read_json_with_encoding(path)
+    if encoding != 'utf-8':
+        print_log(f'{path}: not UTF-8, read as {encoding}', logger='current', level=30)
+    return data
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def validate_shapes(shapes, path: str) -> List[dict]:
-    """Check LISA ``shapes``: a list of {label, points} with >= 3 numeric points."""
+    """Check LISA ``shapes``: a list of {label: str, points: [[x, y], ...]}.
+
+    Coordinates must be finite numbers in int32 range (LISA converts them to
+    int32); 1 and 2 points are allowed (LISA draws a dot / a line).
+    """
     if not isinstance(shapes, list):
         raise ValueError(f'{path}: field "shapes" must be a list, got {type(shapes).__name__}')
     out = []
@@ -52,20 +84,49 @@ def validate_shapes(shapes, path: str) -> List[dict]:
         where = f'{path}: shapes[{k}]'
         if not isinstance(shape, dict) or 'label' not in shape or 'points' not in shape:
             raise ValueError(f'{where} must be a dict with "label" and "points", got {shape!r:.80}')
-        if shape['label'] not in VALID_LABELS:
-            raise ValueError(f'{where}.label must be one of {VALID_LABELS}, got {shape["label"]!r}')
+        if not isinstance(shape['label'], str):
+            raise ValueError(f'{where}.label must be a string, got {shape["label"]!r:.80}')
         points = shape['points']
-        if not isinstance(points, list) or len(points) < 3:
-            n = len(points) if isinstance(points, list) else type(points).__name__
-            raise ValueError(f'{where}.points: a polygon needs >= 3 points, got {n}')
+        if not isinstance(points, list) or not points:
+            n = 'an empty list' if isinstance(points, list) else type(points).__name__
+            raise ValueError(f'{where}.points must be a list of >= 1 [x, y] points, got {n}')
         clean = []
         for j, p in enumerate(points):
-            if (not isinstance(p, (list, tuple)) or len(p) != 2
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)):
+            if not isinstance(p, (list, tuple)) or len(p) != 2 or not all(map(_number, p)):
                 raise ValueError(f'{where}.points[{j}] must be two numbers [x, y], got {p!r}')
+            if not all(math.isfinite(v) and abs(v) <= INT32_MAX for v in p):
+                raise ValueError(f'{where}.points[{j}] must be finite and within int32 range, '
+                                 f'got {p!r}')
             clean.append([float(p[0]), float(p[1])])
         out.append(dict(label=shape['label'], points=clean))
     return out
+
+
+def image_size(img_path: str) -> Tuple[int, int]:
+    """(height, width) as ``cv2.imread`` returns the image (EXIF rotation applied)."""
+    if osp.getsize(img_path) == 0:
+        raise ValueError(f'{img_path}: image file is empty (0 bytes)')
+    try:
+        with Image.open(img_path) as im:
+            width, height = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                width, height = height, width
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f'{img_path}: cannot read the image ({e})') from e
+    return height, width
+
+
+def _annotated_size(ann: dict, path: str) -> Optional[Tuple[int, int]]:
+    """(height, width) from LabelMe's imageHeight/imageWidth, None when absent."""
+    if ann.get('imageWidth') is None and ann.get('imageHeight') is None:
+        return None
+    vals = []
+    for key in ('imageHeight', 'imageWidth'):
+        v = ann.get(key)
+        if not _number(v) or not v > 0 or v != int(v):
+            raise ValueError(f'{path}: field "{key}" must be a positive integer, got {v!r:.40}')
+        vals.append(int(v))
+    return vals[0], vals[1]
 
 
 def _aligned(ann: dict, key: str, n: int, path: str) -> Optional[list]:
@@ -88,8 +149,15 @@ class ReasonSegDataset(BaseSegDataset):
         first_text_only (bool): keep only the first query of each image
             (LISA's val/test protocol). Training configs set False to use all.
         skip_invalid (bool): on a broken file (missing image, missing field,
-            bad polygon) log a warning and skip the image instead of raising;
-            the number skipped is ``self.num_skipped``.
+            bad polygon, empty query) log a warning and skip the image instead
+            of raising; the number skipped is ``self.num_skipped``.
+        strict (bool): raise on files that load only thanks to LISA's lenient
+            rules (:data:`STRICT_DEVIATIONS`). Default False: load them as LISA
+            does, log each file and count it in ``self.deviation_counts``
+            (deviation -> number of files).
+        rescale_to_image (bool): when a file's ``imageWidth``/``imageHeight``
+            differ from the image, scale its points to the image. Default
+            False keeps LISA's mask (points used as they are).
         glcot_file (str, optional): a GLCoT sidecar JSONL giving each query's
             ``glcot`` and ``answer`` (:func:`attach_glcot`); the JSON's own are replaced.
         on_missing_glcot (str): 'skip' (count in ``self.num_glcot_missing``,
@@ -105,11 +173,14 @@ class ReasonSegDataset(BaseSegDataset):
     METAINFO = dict(classes=('background', 'target'), palette=[[0, 0, 0], [255, 0, 0]])
 
     def __init__(self, split: str = 'val', first_text_only: bool = True,
-                 skip_invalid: bool = False, glcot_file: Optional[str] = None,
+                 skip_invalid: bool = False, strict: bool = False,
+                 rescale_to_image: bool = False, glcot_file: Optional[str] = None,
                  on_missing_glcot: str = 'skip', **kwargs):
         self.split, self.first_text_only, self.skip_invalid = split, first_text_only, skip_invalid
+        self.strict, self.rescale_to_image = strict, rescale_to_image
         self.glcot_file, self.on_missing_glcot = glcot_file, on_missing_glcot
         self.num_skipped = self.num_glcot_missing = 0
+        self.deviation_counts = Counter()
         kwargs.setdefault('img_suffix', '.jpg')
         kwargs.setdefault('seg_map_suffix', '.json')
         super().__init__(**kwargs)
@@ -124,8 +195,39 @@ class ReasonSegDataset(BaseSegDataset):
                 return stem + ext
         raise FileNotFoundError(f'{ann_path}: no image next to it ({stem}.jpg or .png)')
 
+    def _audit(self, ann: dict, shapes: List[dict], img_path: str, ann_path: str,
+               encoding: str) -> List[dict]:
+        """Count, log (and under ``strict`` refuse) the file's deviations; may rescale."""
+        height, width = image_size(img_path)
+        found = {}
+        if encoding != 'utf-8':
+            found['non_utf8'] = 1
+        if 'is_sentence' not in ann:
+            found['missing_is_sentence'] = 1
+        note = ''
+        annotated = _annotated_size(ann, ann_path)
+        if annotated is not None and annotated != (height, width):
+            found['size_mismatch'] = 1
+            note = (f'; imageHeight x imageWidth {annotated[0]}x{annotated[1]} but the image '
+                    f'is {height}x{width}: ' + ('points rescaled to the image'
+                                                if self.rescale_to_image else 'points kept'))
+            if self.rescale_to_image:
+                ah, aw = annotated
+                shapes = [dict(s, points=[[x * width / aw, y * height / ah]
+                                          for x, y in s['points']]) for s in shapes]
+        found.update(audit_shapes(shapes, height, width, ann_path)[1])
+        if found:
+            self.deviation_counts.update(found.keys())
+            desc = ', '.join(f'{k}={v}' for k, v in sorted(found.items())) + note
+            bad = sorted(set(found) & set(STRICT_DEVIATIONS))
+            if self.strict and bad:
+                raise ValueError(f'{ann_path}: strict=True refuses {", ".join(bad)} ({desc})')
+            print_log(f'ReasonSegDataset: {ann_path}: {desc} (loaded with LISA\'s rules)',
+                      logger='current', level=30)
+        return shapes
+
     def _parse(self, ann_path: str) -> List[dict]:
-        ann = read_json(ann_path)
+        ann, encoding = read_json_with_encoding(ann_path)
         if not isinstance(ann, dict):
             raise ValueError(f'{ann_path}: top level must be a JSON object')
         for key in ('text', 'shapes'):
@@ -134,16 +236,24 @@ class ReasonSegDataset(BaseSegDataset):
         texts = ann['text']
         if isinstance(texts, str):
             texts = [texts]
-        if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f'{ann_path}: field "text" must be a non-empty list of strings')
+        for i, t in enumerate(texts):
+            if not t.strip():
+                raise ValueError(f'{ann_path}: text[{i}] is empty after stripping whitespace')
+        is_sentence = ann.get('is_sentence', False)
+        if not isinstance(is_sentence, bool) and is_sentence not in (0, 1):
+            raise ValueError(f'{ann_path}: field "is_sentence" must be true/false, '
+                             f'got {is_sentence!r:.40}')
         shapes = validate_shapes(ann['shapes'], ann_path)
         glcots = _aligned(ann, 'glcot', len(texts), ann_path)
         qtypes = _aligned(ann, 'query_type', len(texts), ann_path)
         answers = _aligned(ann, 'answer', len(texts), ann_path)
         img_path = self._find_image(ann_path)
+        shapes = self._audit(ann, shapes, img_path, ann_path, encoding)
         keep = texts[:1] if self.first_text_only else texts
         return [dict(img_path=img_path, ann_path=ann_path, seg_map_path=None, query=t,
-                     is_sentence=bool(ann.get('is_sentence', False)),
+                     is_sentence=bool(is_sentence),
                      glcot=glcots[i] if glcots else None, query_type=qtypes[i] if qtypes else None,
                      answer=answers[i] if answers else None,
                      text_index=i, shapes=shapes, label_map=self.label_map,
@@ -155,9 +265,17 @@ class ReasonSegDataset(BaseSegDataset):
         folder = self._split_dir()
         if not osp.isdir(folder):
             raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} does not exist')
+        if not opencv_draws_as_lisa():
+            print_log(f'ReasonSegDataset: OpenCV {cv2.__version__} fills polygons unlike LISA\'s '
+                      'opencv-python 4.8.0.74 (4.8-4.10 match): masks will differ from LISA\'s '
+                      'at some edge pixels; see requirements/runtime.txt', logger='current',
+                      level=30)
         names = sorted(n for n in os.listdir(folder) if n.endswith('.json'))
+        if not names:
+            raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} has no .json file')
         data_list = []
         self.num_skipped = 0
+        self.deviation_counts = Counter()
         for name in names:
             path = osp.join(folder, name)
             try:
@@ -176,6 +294,10 @@ class ReasonSegDataset(BaseSegDataset):
         if self.num_skipped:
             print_log(f'ReasonSegDataset: skipped {self.num_skipped} invalid file(s) in {folder}',
                       logger='current', level=30)
+        if self.deviation_counts:
+            print_log(f'ReasonSegDataset: {folder}: files per deviation from the plain rules: '
+                      f'{dict(sorted(self.deviation_counts.items()))}', logger='current', level=30)
         if not data_list:
-            print_log(f'ReasonSegDataset: no sample found in {folder}', logger='current', level=30)
+            raise ValueError(f'ReasonSegDataset: no valid sample in {folder}: all {len(names)} '
+                             'file(s) skipped as invalid (see the warnings above)')
         return data_list
