@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
 from .batching import encode_batch
+from .geometry import ImageGeometry
 
 
 @dataclass
@@ -142,6 +143,12 @@ class BaseMLLMAdapter(BaseModule):
         """(h, w) of the LLM image-token grid of image ``index`` of a processor output."""
         raise NotImplementedError
 
+    def image_geometry(self, height: int, width: int) -> List[ImageGeometry]:
+        """Where the token grid(s) of a ``height`` x ``width`` image lie in its pixels: one
+        :class:`ImageGeometry` per grid piece, computed from the processor's settings (see
+        :mod:`.geometry`)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ properties
     @property
     def text_config(self):
@@ -172,9 +179,27 @@ class BaseMLLMAdapter(BaseModule):
                          lora_dropout=lora.pop('dropout', 0.0), target_modules=target,
                          **lora)
         self.hf_model = inject_adapter_in_model(cfg, self.hf_model)
+        for k, p in self.hf_model.named_parameters():
+            if 'lora_' in k and p.is_floating_point():
+                p.data = p.data.float()  # fp32 LoRA on a bf16/fp16 base (AdamW precision)
         n = sum(p.numel() for k, p in self.hf_model.named_parameters() if 'lora_' in k)
         print_log(f'{type(self).__name__}: LoRA r={cfg.r} on {target} ({n} params)',
                   logger='current')
+
+    def init_weights(self):
+        """Leave every weight as built: pretrained (or HF-initialised) base, peft's LoRA.
+
+        mmengine's ``Runner.train()`` calls ``model.init_weights()``, and
+        ``BaseModule.init_weights`` recurses into each child that has one; for ``hf_model`` that
+        is transformers' ``PreTrainedModel.init_weights``, which re-draws the freshly injected
+        LoRA layers (``lora_B`` would no longer be zero, so step 0 would not be the pretrained
+        model). The HF model is initialised when built, so the recursion stops here; an
+        ``init_cfg`` given to the adapter is still applied.
+        """
+        if self.init_cfg:
+            from mmengine.model.weight_init import initialize
+            initialize(self, self.init_cfg)
+        self._is_init = True
 
     def train(self, mode: bool = True):
         super().train(mode)
