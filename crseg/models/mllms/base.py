@@ -73,7 +73,9 @@ class BaseMLLMAdapter(BaseModule):
         attn_implementation: backend of the language model ('sdpa' by default); the EAP wrapper
             is put around it. 'eager' works but cannot capture (use output_attentions).
         lora: dict(r, alpha, target_modules, dropout) -> peft LoRA injected into the model.
-            Default target: the language model's q/k/v/o projections.
+            Default target: the language model's q/k/v/o projections (a plain list such as
+            ``['q_proj']`` matches by suffix, vision tower included). LoRA weights are fp32
+            whatever ``torch_dtype``; :meth:`init_weights` never re-draws them.
         freeze: freeze the base model weights (LoRA stays trainable); frozen weights stay in
             eval mode and are left out of ``state_dict``.
         gradient_checkpointing: enable HF gradient checkpointing (non-reentrant).
@@ -173,15 +175,16 @@ class BaseMLLMAdapter(BaseModule):
     # ------------------------------------------------------------ training set-up
     def _inject_lora(self, lora: dict) -> None:
         from peft import LoraConfig, inject_adapter_in_model
+        from peft.tuners.tuners_utils import cast_adapter_dtype
         target = lora.pop('target_modules',
                           r'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj)')
         cfg = LoraConfig(r=lora.pop('r', 8), lora_alpha=lora.pop('alpha', 16),
                          lora_dropout=lora.pop('dropout', 0.0), target_modules=target,
                          **lora)
         self.hf_model = inject_adapter_in_model(cfg, self.hf_model)
-        for k, p in self.hf_model.named_parameters():
-            if 'lora_' in k and p.is_floating_point():
-                p.data = p.data.float()  # fp32 LoRA on a bf16/fp16 base (AdamW precision)
+        # peft puts the adapter in the base layer's dtype; keep LoRA in fp32 on a bf16/fp16
+        # base (AdamW updates below bf16's resolution would vanish)
+        cast_adapter_dtype(self.hf_model, 'default')
         n = sum(p.numel() for k, p in self.hf_model.named_parameters() if 'lora_' in k)
         print_log(f'{type(self).__name__}: LoRA r={cfg.r} on {target} ({n} params)',
                   logger='current')
