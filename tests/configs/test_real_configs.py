@@ -83,3 +83,10 @@ def test_real_config_builds_with_tiny_stand_ins(repo_root, path, tiny_llava_dir,
     assert view['box'] == pytest.approx(expected, abs=0.5)
     assert view['unseen_fraction'] == pytest.approx(0.4 if family == 'llava' else 0.0,
                                                     abs=0.01)
+    # training on the same non-square image: the coarse target follows the crop
+    s.set_metainfo(dict(glcot=dict(answer='the red circle')))
+    s.gt_sem_seg = PixelData(data=(torch.arange(80) < 20).long().expand(1, 48, 80).clone())
+    model.train()
+    losses = model.loss([img], [s])
+    assert {'loss_lm', 'loss_coarse_bce', 'loss_mask_bce'} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())

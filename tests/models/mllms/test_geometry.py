@@ -212,3 +212,22 @@ def test_place_whole_image_is_plain_resize():
     assert torch.allclose(ys.reshape(4, 2, 4, 2).mean((1, 3)), cy)
     with pytest.raises(ValueError, match='grid'):
         ImageGeometry((0, 4), (0, 0, 1, 1), (1, 1))
+
+
+def test_visualizer_places_coarse_map_on_the_view():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from crseg.visualization.reasonseg_visualizer import place_on_view
+    coarse = torch.zeros(4, 4)
+    coarse[:, 2:] = 1.0  # the right half of what the MLLM saw
+    view = dict(box=[30.0, 0.0, 70.0, 40.0], grid=[4, 4], unseen_fraction=0.6)
+    placed = place_on_view(coarse.numpy(), view, (40, 100))
+    assert placed.shape == (40, 100)
+    assert (placed[:, 55:70] > 0.999).all() and (placed[:, 30:45] < 1e-3).all()
+    assert (placed[:, :30] == 0).all() and (placed[:, 70:] == 0).all()  # unseen: minimum
+    from crseg.visualization.reasonseg_visualizer import render_prediction
+    s = SegDataSample(metainfo=dict(img_shape=(40, 100), mllm_view=view, query='q'))
+    s.coarse_logits = PixelData(data=coarse[None])
+    pic = render_prediction(np.zeros((40, 100, 3), np.uint8), s)
+    assert pic.shape[1] == 300
