@@ -231,3 +231,33 @@ def test_visualizer_places_coarse_map_on_the_view():
     s.coarse_logits = PixelData(data=coarse[None])
     pic = render_prediction(np.zeros((40, 100, 3), np.uint8), s)
     assert pic.shape[1] == 300
+
+
+def test_issue_example_with_llava_hf_processor_settings():
+    """Issue 12's 1024x512 case with llava-hf LLaVA-1.5's processor (CLIP 336, crop 336, 24x24):
+    edge blocks are unseen, and the block at x 280-360 gives a point inside it (the stretched
+    grid put it at x ~64)."""
+    from types import SimpleNamespace
+
+    from transformers import CLIPImageProcessor
+    ip = CLIPImageProcessor(size={'shortest_edge': 336},
+                            crop_size={'height': 336, 'width': 336})
+    stand_in = SimpleNamespace(
+        processor=SimpleNamespace(image_processor=ip),
+        hf_model=SimpleNamespace(config=SimpleNamespace(
+            vision_config=SimpleNamespace(image_size=336, patch_size=14))),
+        image_grid=lambda enc, i: (24, 24), family='llava')
+    H, W = 512, 1024
+    g = LlavaAdapter.image_geometry(stand_in, H, W)[0]
+    assert g.box == pytest.approx((256, 0, 768, 512)) and g.unseen_fraction == 0.5
+    for block in [(0, 200, 60, 300), (280, 200, 360, 300), (960, 200, 1024, 300)]:
+        colours = token_colours(stand_in, block_image(H, W, block))
+        bright = colours.mean(-1) > 142
+        if block[0] in (0, 960):
+            assert not bright.any()
+            continue
+        coarse = bright.float() * 4 - 2
+        x, y = PointSampler(num_pos=1, num_neg=0)(coarse, (H, W), g)['points'][0].tolist()
+        assert 280 <= x <= 360 and 200 <= y <= 300
+        x_naive = PointSampler(num_pos=1, num_neg=0)(coarse, (H, W))['points'][0, 0]
+        assert not 280 <= x_naive <= 360
