@@ -261,3 +261,12 @@ def test_issue_example_with_llava_hf_processor_settings():
         assert 280 <= x <= 360 and 200 <= y <= 300
         x_naive = PointSampler(num_pos=1, num_neg=0)(coarse, (H, W))['points'][0, 0]
         assert not 280 <= x_naive <= 360
+
+
+def test_pad_option_reaches_the_model_inputs(llava_pad):
+    img = ramp_image(*SHAPES['landscape'])
+    batch = llava_pad.build_inputs([img], ['where is it?'])
+    own = llava_pad.processor.image_processor(images=[img], return_tensors='pt')['pixel_values']
+    assert torch.allclose(batch.model_inputs['pixel_values'].float(), own.float())
+    assert batch.image_layouts[0].grid == only_geometry(llava_pad, *img.shape[:2]).grid
+    assert llava_pad.processor.image_processor.do_pad
