@@ -33,6 +33,17 @@ def heatmap_overlay(img: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return (0.5 * img + 0.5 * colour).astype(np.uint8)
 
 
+def place_on_view(coarse: np.ndarray, view: dict, img_shape) -> np.ndarray:
+    """A coarse map on the MLLM's grid placed on the box it covers (``mllm_view``, in the
+    ``img_shape`` frame); the unseen rest gets the map's minimum."""
+    import torch
+
+    from crseg.models.mllms.geometry import ImageGeometry
+    H, W = (int(v) for v in img_shape[:2])
+    g = ImageGeometry(tuple(coarse.shape[-2:]), tuple(view['box']), (H, W))
+    return g.place(torch.from_numpy(coarse)[None], (H, W))[0][0].numpy()
+
+
 def mask_overlay(img: np.ndarray, mask: np.ndarray, colour=(255, 40, 40)) -> np.ndarray:
     out = img.copy()
     m = mask > 0
@@ -73,6 +84,8 @@ def render_prediction(image: np.ndarray, sample) -> np.ndarray:
                                        cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(left, contours, -1, (255, 255, 0), 2)
     coarse = _to_np(sample.get('coarse_logits'))
+    if coarse is not None and coarse.ndim == 2 and meta.get('mllm_view'):
+        coarse = place_on_view(coarse, meta['mllm_view'], meta.get('img_shape', (h, w)))
     middle = heatmap_overlay(image, coarse) if coarse is not None else image.copy()
     scale = (w / meta['img_shape'][1], h / meta['img_shape'][0]) \
         if 'img_shape' in meta else (1.0, 1.0)

@@ -58,6 +58,16 @@ def test_real_config_builds_with_tiny_stand_ins(repo_root, path, tiny_llava_dir,
     assert hf_cls.startswith('Llava' if family == 'llava' else 'Qwen2_5_VL'), hf_cls
     trainable = [n for n, p in model.mllm.named_parameters() if p.requires_grad]
     assert trainable and all('lora_' in n for n in trainable)
+    # LoRA sits on the language model's q/k/v/o only, never on the vision tower (issue 10)
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    lora = sorted(n for n, mod in model.mllm.hf_model.named_modules()
+                  if isinstance(mod, BaseTunerLayer))
+    vision = ('vision_tower', 'visual', 'multi_modal_projector')
+    assert lora and not [n for n in lora if any(v in n for v in vision)], lora
+    assert all('language_model' in n for n in lora), lora
+    text = model.mllm.text_config
+    assert len(lora) == 4 * text.num_hidden_layers
+    assert {n.rsplit('.', 1)[1] for n in lora} == {'q_proj', 'k_proj', 'v_proj', 'o_proj'}
     assert model.coarse_head.in_channels == 2 * model.mllm.num_heads
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
@@ -68,3 +78,15 @@ def test_real_config_builds_with_tiny_stand_ins(repo_root, path, tiny_llava_dir,
     model.eval()
     out = model.predict([img], [s])
     assert out[0].pred_sem_seg.data.shape == (1, 48, 80)
+    view = out[0].mllm_view  # LLaVA's centre crop shows the middle 48 x 48 only
+    expected = [16, 0, 64, 48] if family == 'llava' else [0, 0, 80, 48]
+    assert view['box'] == pytest.approx(expected, abs=0.5)
+    assert view['unseen_fraction'] == pytest.approx(0.4 if family == 'llava' else 0.0,
+                                                    abs=0.01)
+    # training on the same non-square image: the coarse target follows the crop
+    s.set_metainfo(dict(glcot=dict(answer='the red circle')))
+    s.gt_sem_seg = PixelData(data=(torch.arange(80) < 20).long().expand(1, 48, 80).clone())
+    model.train()
+    losses = model.loss([img], [s])
+    assert {'loss_lm', 'loss_coarse_bce', 'loss_mask_bce'} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())

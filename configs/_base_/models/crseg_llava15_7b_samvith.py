@@ -8,8 +8,7 @@ model = dict(
     data_preprocessor=dict(type='ReasonSegDataPreprocessor'),
     mllm=dict(type='LlavaAdapter', pretrained='data/weights/llava-1.5-7b-hf',
               torch_dtype='bfloat16', attn_implementation='sdpa', freeze=True,
-              lora=dict(r=8, alpha=16, dropout=0.05,
-                        target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj']),
+              lora=dict(r=8, alpha=16, dropout=0.05),  # on the LLM's q/k/v/o (adapter default)
               max_new_tokens=192, answer_token_weight=2.0, gradient_checkpointing=True),
     glcot=dict(type='GLCoT', mode='glcot'),
     capture=dict(layers=[12, 14, 16, 18, 20, 22, 24, 26], heads='all', rows='answer'),

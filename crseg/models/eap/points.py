@@ -1,4 +1,8 @@
-"""Point prompts (and an optional box) from a coarse map, in image pixels, for SAM."""
+"""Point prompts (and an optional box) from a coarse map, in image pixels, for SAM.
+
+Cells map to pixels through the MLLM's :class:`~crseg.models.mllms.geometry.ImageGeometry`
+(the crop/pad box its processor applied); without one the map is taken to cover the whole image.
+"""
 from typing import Optional, Tuple
 
 import torch
@@ -36,6 +40,10 @@ class PointSampler:
     Fallback (counted in ``num_fallbacks`` and logged): a map with any NaN/inf, an empty map,
     or a flat map (max - min <= ``flat_eps``) gives one positive at the image centre, no
     negatives, and a full-image box when ``with_box``; ``fallback`` says why.
+
+    With a ``geometry`` the map covers its box (e.g. LLaVA's centre crop), cell centres are
+    placed there, and cells whose centre falls outside the image (processor padding) are never
+    picked; the box is clipped to the image.
     """
 
     def __init__(self, num_pos: int = 1, num_neg: int = 1, min_distance: int = 2,
@@ -59,8 +67,11 @@ class PointSampler:
             return 'flat map'
         return None
 
-    def __call__(self, coarse: Tensor, image_size: Tuple[int, int]) -> dict:
-        """coarse [h, w] logits, image (H, W) -> dict(points [K, 2] xy, labels, box, fallback)."""
+    def __call__(self, coarse: Tensor, image_size: Tuple[int, int], geometry=None) -> dict:
+        """coarse [h, w] logits, image (H, W) -> dict(points [K, 2] xy, labels, box, fallback).
+
+        ``geometry``: the :class:`ImageGeometry` the map's grid covers (None: the whole image).
+        """
         if coarse.dim() != 2:
             raise ValueError(f'PointSampler: coarse map must be [h, w], got {tuple(coarse.shape)}')
         H, W = image_size
@@ -69,8 +80,17 @@ class PointSampler:
         K = self.num_pos + self.num_neg
         points = torch.zeros(K, 2)
         labels = torch.full((K,), -1, dtype=torch.long)
-        sx, sy = W / w, H / h
+        if geometry is None:
+            from crseg.models.mllms.geometry import ImageGeometry
+            geometry = ImageGeometry.whole((h, w), (H, W))
+        elif tuple(geometry.image_size) != (H, W):
+            raise ValueError(f'PointSampler: geometry is for a {geometry.image_size} image, '
+                             f'the image is {(H, W)}')
         why = self._why_fallback(m)
+        seen = geometry.seen_cells((h, w)).flatten() if why is None else None
+        if why is None and not seen.any():
+            why = 'no cell of the map lies inside the image'
+
         if why is not None:
             self.num_fallbacks += 1
             print_log(f'PointSampler: {why}; fallback to one positive at the image centre',
@@ -80,27 +100,29 @@ class PointSampler:
             box = torch.tensor([0.0, 0.0, float(W), float(H)]) if self.with_box else None
             return dict(points=points, labels=labels, box=box, fallback=why)
         flat = m.flatten()
-        pos = _greedy(flat.argsort(descending=True, stable=True), w, self.num_pos,
-                      self.min_distance, [])
+        order = flat.argsort(descending=True, stable=True)
+        pos = _greedy(order[seen[order]], w, self.num_pos, self.min_distance, [])
         neg = []
         if self.num_neg:
-            thr = torch.quantile(flat, self.neg_quantile)
-            low = (flat <= thr).nonzero()[:, 0]
+            thr = torch.quantile(flat[seen], self.neg_quantile)
+            low = ((flat <= thr) & seen).nonzero()[:, 0]
             low = low[flat[low].argsort(stable=True)]
             neg = _greedy(low, w, self.num_neg, self.min_distance, pos)
         for i, (y, x) in enumerate(pos + neg):
-            points[i] = torch.tensor([(x + 0.5) * sx, (y + 0.5) * sy])
+            points[i] = torch.tensor(geometry.cell_to_pixel(y, x, (h, w)))
         labels[:len(pos)] = 1
         labels[len(pos):len(pos) + len(neg)] = 0
-        box = self._box(m, pos[0], sx, sy) if self.with_box else None
+        box = self._box(m, seen.reshape(h, w), pos[0], geometry) if self.with_box else None
         return dict(points=points, labels=labels, box=box, fallback=None)
 
-    def _box(self, m: Tensor, peak, sx: float, sy: float) -> Tensor:
-        ys, xs = (m > self.box_threshold).nonzero(as_tuple=True)
+    def _box(self, m: Tensor, seen: Tensor, peak, geometry) -> Tensor:
+        ys, xs = ((m > self.box_threshold) & seen).nonzero(as_tuple=True)
         if ys.numel() == 0:
             ys, xs = torch.tensor([peak[0]]), torch.tensor([peak[1]])
-        return torch.tensor([float(xs.min()) * sx, float(ys.min()) * sy,
-                             float(xs.max() + 1) * sx, float(ys.max() + 1) * sy])
+        x0, y0, x1, y1 = geometry.cell_box(float(ys.min()), float(xs.min()),
+                                           float(ys.max() + 1), float(xs.max() + 1), m.shape)
+        H, W = geometry.image_size
+        return torch.tensor([max(x0, 0.0), max(y0, 0.0), min(x1, float(W)), min(y1, float(H))])
 
 
 __all__ = ['PointSampler']

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
 from .batching import encode_batch
+from .geometry import ImageGeometry
 
 
 @dataclass
@@ -72,7 +73,9 @@ class BaseMLLMAdapter(BaseModule):
         attn_implementation: backend of the language model ('sdpa' by default); the EAP wrapper
             is put around it. 'eager' works but cannot capture (use output_attentions).
         lora: dict(r, alpha, target_modules, dropout) -> peft LoRA injected into the model.
-            Default target: the language model's q/k/v/o projections.
+            Default target: the language model's q/k/v/o projections (a plain list such as
+            ``['q_proj']`` matches by suffix, vision tower included). LoRA weights are fp32
+            whatever ``torch_dtype``; :meth:`init_weights` never re-draws them.
         freeze: freeze the base model weights (LoRA stays trainable); frozen weights stay in
             eval mode and are left out of ``state_dict``.
         gradient_checkpointing: enable HF gradient checkpointing (non-reentrant).
@@ -142,6 +145,12 @@ class BaseMLLMAdapter(BaseModule):
         """(h, w) of the LLM image-token grid of image ``index`` of a processor output."""
         raise NotImplementedError
 
+    def image_geometry(self, height: int, width: int) -> List[ImageGeometry]:
+        """Where the token grid(s) of a ``height`` x ``width`` image lie in its pixels: one
+        :class:`ImageGeometry` per grid piece, computed from the processor's settings (see
+        :mod:`.geometry`)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ properties
     @property
     def text_config(self):
@@ -166,15 +175,34 @@ class BaseMLLMAdapter(BaseModule):
     # ------------------------------------------------------------ training set-up
     def _inject_lora(self, lora: dict) -> None:
         from peft import LoraConfig, inject_adapter_in_model
+        from peft.tuners.tuners_utils import cast_adapter_dtype
         target = lora.pop('target_modules',
                           r'.*language_model.*\.(q_proj|k_proj|v_proj|o_proj)')
         cfg = LoraConfig(r=lora.pop('r', 8), lora_alpha=lora.pop('alpha', 16),
                          lora_dropout=lora.pop('dropout', 0.0), target_modules=target,
                          **lora)
         self.hf_model = inject_adapter_in_model(cfg, self.hf_model)
+        # peft puts the adapter in the base layer's dtype; keep LoRA in fp32 on a bf16/fp16
+        # base (AdamW updates below bf16's resolution would vanish)
+        cast_adapter_dtype(self.hf_model, 'default')
         n = sum(p.numel() for k, p in self.hf_model.named_parameters() if 'lora_' in k)
         print_log(f'{type(self).__name__}: LoRA r={cfg.r} on {target} ({n} params)',
                   logger='current')
+
+    def init_weights(self):
+        """Leave every weight as built: pretrained (or HF-initialised) base, peft's LoRA.
+
+        mmengine's ``Runner.train()`` calls ``model.init_weights()``, and
+        ``BaseModule.init_weights`` recurses into each child that has one; for ``hf_model`` that
+        is transformers' ``PreTrainedModel.init_weights``, which re-draws the freshly injected
+        LoRA layers (``lora_B`` would no longer be zero, so step 0 would not be the pretrained
+        model). The HF model is initialised when built, so the recursion stops here; an
+        ``init_cfg`` given to the adapter is still applied.
+        """
+        if self.init_cfg:
+            from mmengine.model.weight_init import initialize
+            initialize(self, self.init_cfg)
+        self._is_init = True
 
     def train(self, mode: bool = True):
         super().train(mode)

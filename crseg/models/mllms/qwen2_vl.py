@@ -1,8 +1,14 @@
-"""Qwen2-VL / Qwen2.5-VL adapter: native-resolution grid (image_grid_thw) with a 2x2 merge."""
-from typing import Optional, Tuple
+"""Qwen2-VL / Qwen2.5-VL adapter: native-resolution grid (image_grid_thw) with a 2x2 merge.
+
+Image geometry: the processor resizes the whole image (``smart_resize``: each side a multiple
+of ``patch_size * merge_size``, area within the processor's min/max pixels), so the token grid
+always covers the whole image, with slightly different scales along x and y.
+"""
+from typing import List, Optional, Tuple
 
 from crseg.registry import MODELS
 from .base import BaseMLLMAdapter
+from .geometry import ImageGeometry
 
 _CLASSES = {
     'qwen2_vl': ('Qwen2VLConfig', 'Qwen2VLForConditionalGeneration'),
@@ -45,6 +51,21 @@ class Qwen2VLAdapter(BaseMLLMAdapter):
             raise ValueError(f'Qwen2VLAdapter: image_grid_thw {(t, h, w)} is not a single '
                              f'image divisible by the merge size {merge}')
         return h // merge, w // merge
+
+    def image_geometry(self, height: int, width: int) -> List[ImageGeometry]:
+        """The whole image on the grid the processor's ``smart_resize`` gives."""
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+        ip = self.processor.image_processor
+        size = ip.size
+        get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+        min_px, max_px = get('shortest_edge'), get('longest_edge')
+        if not (min_px and max_px):
+            raise ValueError(f'Qwen2VLAdapter: image processor size={size!r} lacks '
+                             'shortest_edge / longest_edge (min / max pixels)')
+        factor = ip.patch_size * ip.merge_size
+        rh, rw = smart_resize(int(height), int(width), factor=factor, min_pixels=min_px,
+                              max_pixels=max_px)
+        return [ImageGeometry.whole((rh // factor, rw // factor), (height, width))]
 
 
 __all__ = ['Qwen2VLAdapter']

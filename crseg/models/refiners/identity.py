@@ -29,8 +29,12 @@ class IdentityRefiner(BaseModule):
         self.mask_size = mask_size
 
     def forward(self, images, points=None, labels=None, mask_logits=None,
-                boxes=None, keys=None) -> dict:
+                boxes=None, keys=None, mask_geometry=None) -> dict:
         """Resize ``mask_logits`` (``[B, 1, h, w]`` or list of ``[1, h, w]``).
+
+        ``mask_geometry``: per sample, the ``ImageGeometry`` whose box the
+        map covers (None: the whole image); image pixels outside the box
+        (never seen by the MLLM) get the sample's minimum logit.
 
         Returns:
             dict: ``mask_logits`` (list of ``[1, H_i, W_i]``), ``iou_pred``
@@ -46,17 +50,24 @@ class IdentityRefiner(BaseModule):
         if missing:
             raise ValueError('IdentityRefiner needs mask_logits for every '
                              f'sample; samples {missing} have none')
+        geoms = [None] * n if mask_geometry is None else list(mask_geometry)
+        if len(geoms) != n:
+            raise ValueError(f'mask_geometry has {len(geoms)} entries for {n} '
+                             'images')
         full, lows = [], []
-        for image, mask in zip(images, masks):
+        for image, mask, geom in zip(images, masks, geoms):
             mask = mask[None].to(image.device)
-            full.append(self._resize(mask, tuple(image.shape[-2:]))[0])
-            lows.append(self._resize(mask, (self.mask_size, ) * 2))
+            full.append(self._resize(mask, tuple(image.shape[-2:]), geom)[0])
+            lows.append(self._resize(mask, (self.mask_size, ) * 2, geom))
         return dict(mask_logits=full,
                     iou_pred=torch.ones(n, device=full[0].device),
                     low_res_logits=torch.cat(lows))
 
     @staticmethod
-    def _resize(mask: torch.Tensor, size: Optional[tuple]) -> torch.Tensor:
+    def _resize(mask: torch.Tensor, size: Optional[tuple],
+                geometry=None) -> torch.Tensor:
+        if geometry is not None and not geometry.is_whole_image:
+            return geometry.place(mask, size)[0]
         if tuple(mask.shape[-2:]) == tuple(size):
             return mask
         return F.interpolate(mask, size, mode='bilinear', align_corners=False)

@@ -241,13 +241,14 @@ class SAMRefiner(BaseModule):
         return out
 
     # -------------------------------------------------------------- prompts
-    def _mask_prompt(self, mask: Optional[Tensor], size: tuple):
+    def _mask_prompt(self, mask: Optional[Tensor], size: tuple,
+                     geometry=None):
         """Coarse logits ``[1, h, w]`` -> mask prompt ``[1, 1, m, m]``."""
         if mask is None:
             return None
         return to_mask_prompt(mask.to(self.sam.device), size, self.img_size,
                               self.mask_input_size, self.mask_frame,
-                              self.mask_pad_value)
+                              self.mask_pad_value, geometry)
 
     def _scale_xy(self, xy: Tensor, orig: tuple) -> Tensor:
         """Original-image (x, y) -> resized-input coordinates (float64 math
@@ -259,7 +260,8 @@ class SAMRefiner(BaseModule):
 
     # -------------------------------------------------------------- forward
     def forward(self, images, points=None, labels=None, mask_logits=None,
-                boxes=None, keys=None, sparse_embeddings=None) -> dict:
+                boxes=None, keys=None, sparse_embeddings=None,
+                mask_geometry=None) -> dict:
         """Refine one prompt set per image.
 
         Args:
@@ -275,6 +277,9 @@ class SAMRefiner(BaseModule):
                 a list of ``[N, C]`` (or None entries), C = the prompt
                 encoder's ``embed_dim``; appended after the point/box
                 tokens (LISA-style ``[SEG]`` embeddings). Differentiable.
+            mask_geometry: per sample, the ``ImageGeometry`` whose box the
+                ``mask_logits`` cover (None: the whole image; frame
+                ``'image'`` only), see :func:`to_mask_prompt`.
 
         A sample with no point, box or mask takes SAM's no-prompt path
         (no sparse token, the learned no-mask dense embedding). Memory: a
@@ -294,6 +299,9 @@ class SAMRefiner(BaseModule):
         extra = [None] * n if sparse_embeddings is None else list(sparse_embeddings)
         if len(extra) != n:
             raise ValueError(f'sparse_embeddings has {len(extra)} entries for {n} images')
+        geoms = [None] * n if mask_geometry is None else list(mask_geometry)
+        if len(geoms) != n:
+            raise ValueError(f'mask_geometry has {len(geoms)} entries for {n} images')
         embeds = self.encode(images, keys)
         prompt_encoder = self.sam.prompt_encoder
         dense_pe = prompt_encoder.get_dense_pe()
@@ -309,7 +317,7 @@ class SAMRefiner(BaseModule):
                    self._scale_xy(bxs[i].reshape(2, 2), orig).reshape(1, 4))
             sparse, dense = prompt_encoder(
                 points=point_prompt, boxes=box,
-                masks=self._mask_prompt(msks[i], size))
+                masks=self._mask_prompt(msks[i], size, geoms[i]))
             if extra[i] is not None:
                 sparse = torch.cat([sparse, extra[i].reshape(
                     1, -1, sparse.shape[-1]).to(sparse)], dim=1)

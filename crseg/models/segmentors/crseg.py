@@ -19,6 +19,13 @@ Call graph (mmseg's ``BaseSegmentor`` contract)::
 The CoT text, the parsed answer, the points and the coarse map stay in each
 output ``SegDataSample`` (``pred_text``, ``pred_answer``, ``points``,
 ``point_labels``, ``coarse_logits``) for pictures and analysis.
+
+Image geometry: the coarse map lies on the MLLM's token grid, which covers the box its
+processor showed it (``mllm.image_geometry``: LLaVA's centre crop, Qwen2-VL's whole image).
+Points, the refiner's map prompt and the coarse-map loss all go through that box; image pixels
+outside it were never seen: they are left out of the coarse loss (GT set to ignore), never
+picked as points, filled as background in map prompts, and reported per sample in
+``mllm_view`` = dict(box, grid, unseen_fraction).
 """
 from typing import List, Optional, Sequence, Union
 
@@ -31,6 +38,7 @@ from torch import Tensor, nn
 
 from crseg.models.eap import EAPCapture
 from crseg.models.losses import bce_dice_losses
+from crseg.models.mllms.geometry import single_piece
 from crseg.registry import MODELS
 from .answer_rows import select_answer_rows
 from .builder import build_part
@@ -105,11 +113,23 @@ class CRSeg(BaseSegmentor):
             return list(self.coarse_head(torch.stack(maps))[:, 0])
         return [self.coarse_head(m[None])[0, 0] for m in maps]
 
-    def _refine(self, inputs, coarse: List[Tensor], data_samples, detach=True):
+    def _geometries(self, inputs, maps: List[Tensor]) -> list:
+        """The MLLM's :class:`ImageGeometry` per sample, checked against its attention grid."""
+        geoms = []
+        for i, (img, m) in enumerate(zip(inputs, maps)):
+            g = single_piece(self.mllm.image_geometry(*img.shape[-2:]), type(self).__name__)
+            if tuple(g.grid) != tuple(m.shape[-2:]):
+                raise ValueError(f'{type(self).__name__}: sample {i}: the MLLM geometry grid '
+                                 f'{g.grid} differs from its attention grid '
+                                 f'{tuple(m.shape[-2:])}')
+            geoms.append(g)
+        return geoms
+
+    def _refine(self, inputs, coarse: List[Tensor], data_samples, geoms, detach=True):
         """Points from each coarse map, then the refiner: logits [H, W] per sample."""
         pts, lbls, boxes, keys = [], [], [], []
-        for img, c, s in zip(inputs, coarse, data_samples):
-            out = self.point_sampler(c.detach().float(), tuple(img.shape[-2:]))
+        for img, c, s, g in zip(inputs, coarse, data_samples, geoms):
+            out = self.point_sampler(c.detach().float(), tuple(img.shape[-2:]), g)
             pts.append(out['points'])
             lbls.append(out['labels'])
             boxes.append(out.get('box'))
@@ -122,6 +142,7 @@ class CRSeg(BaseSegmentor):
                           labels=torch.stack(lbls).to(inputs[0].device))
         if 'map' in self.refiner_prompts:
             kwargs['mask_logits'] = [(c.detach() if detach else c)[None] for c in coarse]
+            kwargs['mask_geometry'] = geoms
         if 'box' in self.refiner_prompts and all(b is not None for b in boxes):
             kwargs['boxes'] = torch.stack(boxes).to(inputs[0].device)
         out = self.refiner(inputs, **kwargs)
@@ -155,12 +176,13 @@ class CRSeg(BaseSegmentor):
         if w['coarse'] <= 0 and w['mask'] <= 0:
             return losses
         coarse = self._coarse(out['attn_maps'])
+        geoms = self._geometries(inputs, out['attn_maps'])
         gts = [s.gt_sem_seg.data[0] for s in data_samples]
         if w['coarse'] > 0:
-            for k, v in self._mask_losses(coarse, gts, 'loss_coarse').items():
+            for k, v in self._mask_losses(coarse, gts, 'loss_coarse', geoms).items():
                 losses[k] = w['coarse'] * v
         if w['mask'] > 0 and self._refiner_trainable():
-            masks = self._refine(inputs, coarse, data_samples)
+            masks = self._refine(inputs, coarse, data_samples, geoms)
             for k, v in self._mask_losses(masks, gts, 'loss_mask').items():
                 losses[k] = w['mask'] * v
         return losses
@@ -169,12 +191,23 @@ class CRSeg(BaseSegmentor):
         return any(p.requires_grad for p in self.refiner.parameters())
 
     @staticmethod
-    def _mask_losses(logits: List[Tensor], gts: List[Tensor], prefix: str) -> dict:
-        """BCE + Dice per sample (logits resized to the GT), averaged."""
+    def _mask_losses(logits: List[Tensor], gts: List[Tensor], prefix: str,
+                     geoms: Optional[list] = None) -> dict:
+        """BCE + Dice per sample (logits resized to the GT), averaged.
+
+        With ``geoms`` the logits cover each geometry's box: they are placed there, and GT
+        pixels outside it (unseen by the MLLM) are ignored.
+        """
         total = {}
-        for lg, gt in zip(logits, gts):
-            lg = F.interpolate(lg[None, None].float(), size=gt.shape[-2:], mode='bilinear',
-                               align_corners=False)[0]
+        for i, (lg, gt) in enumerate(zip(logits, gts)):
+            g = None if geoms is None else geoms[i]
+            if g is not None and not g.is_whole_image:
+                lg, seen = g.place(lg[None, None].float(), gt.shape[-2:])
+                gt = torch.where(seen.to(gt.device), gt, gt.new_tensor(255))
+                lg = lg[0]
+            else:
+                lg = F.interpolate(lg[None, None].float(), size=gt.shape[-2:],
+                                   mode='bilinear', align_corners=False)[0]
             for k, v in bce_dice_losses(lg, gt[None], prefix).items():
                 total[k] = total.get(k, 0) + v / len(logits)
         return total
@@ -201,7 +234,11 @@ class CRSeg(BaseSegmentor):
             s.set_metainfo(dict(pred_text=gen.text, pred_answer=parsed.answer,
                                 glcot_fallback=parsed.fallback))
         coarse = self._coarse(maps)
-        masks = self._refine(inputs, coarse, data_samples)
+        geoms = self._geometries(inputs, maps)
+        for g, s in zip(geoms, data_samples):
+            s.set_metainfo(dict(mllm_view=dict(box=list(g.box), grid=list(g.grid),
+                                               unseen_fraction=g.unseen_fraction)))
+        masks = self._refine(inputs, coarse, data_samples, geoms)
         return self._postprocess(masks, coarse, empty, data_samples)
 
     def _postprocess(self, masks, coarse, empty, data_samples):
