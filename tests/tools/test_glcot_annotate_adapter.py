@@ -1,0 +1,68 @@
+"""The annotator with a crseg MLLM adapter as the teacher (tiny random-weight LLaVA, CPU).
+
+A random-weight model never writes the three-line GLCoT format, so every reply is rejected by
+the quality gate: this tests the adapter path's mechanics (prompting, batched greedy generation,
+the gate on real model output, the listing of what was left out), not annotation quality.
+"""
+import sys
+from pathlib import Path
+
+import pytest
+
+from crseg.annotation import AdapterTeacher, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'annotation'))
+sys.path.insert(0, str(ROOT / 'tools' / 'dataset_converters'))
+import glcot_annotate  # noqa: E402
+from glcot_stub import make_reasonseg, read_lines  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_reasonseg(tmp_path_factory.mktemp('adapter'), n_plain=2)
+
+
+def run(data, out, *teacher):
+    return glcot_annotate.main([str(data), '--out', str(out), '--no-progress', '--device', 'cpu',
+                                '--max-new-tokens', '6', '--retries', '1', *teacher])
+
+
+def test_adapter_teacher_batched_equals_unbatched(tmp_path, data, tiny_llava_dir):
+    r1 = run(data, tmp_path / 'b1.jsonl', '--pretrained', tiny_llava_dir, '--family', 'llava',
+             '--batch-size', '1')
+    cfg = tmp_path / 'teacher.py'
+    cfg.write_text(f"model = dict(mllm=dict(type='LlavaAdapter', pretrained='{tiny_llava_dir}'))\n")
+    r4 = run(data, tmp_path / 'b4.jsonl', '--teacher-config', str(cfg), '--batch-size', '4')
+    for report in (r1, r4):
+        run_ = report['this_run']
+        # 4 plain queries + empty target + blue cube + 3 scripted-case queries; 2 bad inputs
+        assert run_['asked'] == 9 and run_['bad_input'] == 2 and run_['failed_requests'] == 0
+        assert run_['requests'] == 18  # every reply rejected, so every item re-asked once
+        assert sum(run_['rejected_by_reason'].values()) == 9 and run_['accepted'] == 0
+    assert report['teacher'].startswith('LlavaAdapter:') and report['teacher'].endswith('.py')
+    rej1 = read_lines(tmp_path / 'b1.rejects.jsonl')
+    rej4 = read_lines(tmp_path / 'b4.rejects.jsonl')
+    assert [r['kind'] for r in rej1].count('rejected') == 9
+    # greedy generation: batch 4 (left-padded) gives the same replies as batch 1
+    strip = [{k: v for k, v in r.items() if k != 'teacher'} for r in rej1]
+    assert strip == [{k: v for k, v in r.items() if k != 'teacher'} for r in rej4]
+    assert all(isinstance(r.get('response', ''), str) for r in rej1)
+    assert read_lines(tmp_path / 'b1.jsonl') == []
+
+
+def test_adapter_batch_failure_is_isolated():
+    class Boom:
+        def eval(self):
+            return self
+
+        def generate(self, images, prompts, max_new_tokens):
+            if any(p == 'bad' for p in prompts):
+                raise RuntimeError('cannot encode')
+            from crseg.models.mllms.base import GenerationResult
+            return [GenerationResult(p.upper(), [], []) for p in prompts]
+
+    teacher = AdapterTeacher(Boom(), batch_size=3)
+    replies = teacher.ask([('a', None), ('bad', None), ('c', None), ('d', None)])
+    assert replies[0] == Reply('A') and replies[2] == Reply('C') and replies[3] == Reply('D')
+    assert replies[1].text is None and 'cannot encode' in replies[1].error
