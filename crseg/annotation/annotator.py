@@ -114,15 +114,15 @@ class Annotator:
             bar.file.write('\n')  # end the progress bar's line
         stats = [self.stats] if gather is None else gather(self.stats)
         if barrier is not None:
-            barrier()
-        if r != 0:
-            return {}
-        total = RunStats()
-        for st in stats:
-            total.merge(st)
-        report = self._finalize(items, total, time.time() - start)
+            barrier()  # every rank's files are complete
+        report = {}
+        if r == 0:
+            total = RunStats()
+            for st in stats:
+                total.merge(st)
+            report = self._finalize(items, total, time.time() - start)
         if barrier is not None:
-            barrier()
+            barrier()  # nobody leaves before the merged files exist
         return report
 
     def _ids_done(self, outs: List[str], rejects: List[str]) -> set:

@@ -96,9 +96,23 @@ def _dist():
     return dist.get_rank(), dist.get_world_size(), dist.barrier, gather
 
 
+def _log_every_rank(rank: int) -> None:
+    """mmengine shows only ERROR on ranks > 0; a rank's warnings name its bad items."""
+    import logging
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance(f'glcot_annotate_rank{rank}',
+                                   logger_name=f'glcot_annotate[rank{rank}]')
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler:
+            handler.setLevel(logging.INFO)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     rank, world, barrier, gather = _dist()
+    if world > 1:
+        _log_every_rank(rank)
     items = collect_items(args.source, args.split)
     if args.limit is not None:
         items = items[:args.limit]
