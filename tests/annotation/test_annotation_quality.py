@@ -3,8 +3,7 @@ import inspect
 
 import pytest
 
-from crseg.annotation.quality import (DEFAULT_EMPTY_ANSWERS, QualityGate, content_words,
-                                      head_word)
+from crseg.annotation.quality import DEFAULT_EMPTY_ANSWERS, QualityGate, content_words, head_word
 from crseg.glcot import GLCoT
 
 

@@ -66,3 +66,29 @@ def test_adapter_batch_failure_is_isolated():
     replies = teacher.ask([('a', None), ('bad', None), ('c', None), ('d', None)])
     assert replies[0] == Reply('A') and replies[2] == Reply('C') and replies[3] == Reply('D')
     assert replies[1].text is None and 'cannot encode' in replies[1].error
+
+
+def test_inputs_follow_the_model_device():
+    """Adapters build inputs on the CPU; the teacher moves them to the model's device."""
+    import torch
+
+    from crseg.models.mllms.base import GenerationResult, MLLMBatch
+
+    class OnMeta:
+        hf_model = torch.nn.Linear(2, 2, device='meta')
+        seen = None
+
+        def eval(self):
+            return self
+
+        def build_inputs(self, images, prompts):
+            return MLLMBatch({'input_ids': torch.zeros(len(prompts), 3, dtype=torch.long)},
+                             None, [], [])
+
+        def generate(self, images, prompts, max_new_tokens):
+            self.seen = self.build_inputs(images, prompts).model_inputs['input_ids'].device
+            return [GenerationResult('x', [], []) for _ in prompts]
+
+    adapter = OnMeta()
+    AdapterTeacher(adapter, batch_size=2).ask([('p', None)])
+    assert adapter.seen.type == 'meta'
