@@ -153,9 +153,10 @@ class Annotator:
                     loaded.append(load_item(item))
                     continue
                 except ValueError as e:
-                    item.error = str(e)
+                    item.error, item.error_kind = str(e), 'image_unreadable'
             st.bad_input += 1
-            left[item.id] = self._leave_out(item, 'bad_input', 'bad_input', item.error)
+            left[item.id] = self._leave_out(item, 'bad_input', item.error_kind or 'bad_input',
+                                            item.error)
         pending, reasons = loaded, {}
         for attempt in range(self.retries + 1):
             if not pending:

@@ -27,13 +27,16 @@ from crseg.datasets.reasonseg import IMG_EXTENSIONS, read_json, validate_shapes
 
 @dataclass
 class AnnotationItem:
-    """One (image, query) to annotate; ``error`` is why it cannot be (bad input)."""
+    """One (image, query) to annotate; ``error`` says why it cannot be (bad input) and
+    ``error_kind`` names the case: 'bad_annotation', 'no_image', 'empty_query',
+    'image_unreadable' (set when loading fails)."""
     image: str
     query: str
     shapes: list = field(default_factory=list)
     is_sentence: bool = False
     source: str = ''
     error: Optional[str] = None
+    error_kind: Optional[str] = None
 
     @property
     def id(self) -> str:
@@ -82,14 +85,19 @@ def items_from_folder(folder: str) -> List[AnnotationItem]:
             if not isinstance(texts, list) or not texts:
                 raise ValueError(f'{path}: field "text" must be a non-empty list of strings')
         except (ValueError, OSError) as e:
-            items.append(AnnotationItem(image, '', source=path, error=f'bad annotation: {e}'))
+            items.append(AnnotationItem(image, '', source=path, error=f'bad annotation: {e}',
+                                        error_kind='bad_annotation'))
             continue
         missing = None if _find_image(path) else f'no image next to {path} (.jpg or .png)'
         for k, text in enumerate(texts):
             query = text if isinstance(text, str) else ''
-            error = missing or (None if query.strip() else f'{path}: text[{k}] is an empty query')
-            items.append(AnnotationItem(image, query, shapes, bool(ann.get('is_sentence')),
-                                        path, error))
+            item = AnnotationItem(image, query, shapes, bool(ann.get('is_sentence')), path)
+            if missing:
+                item.error, item.error_kind = missing, 'no_image'
+            elif not query.strip():
+                item.error = f'{path}: text[{k}] is an empty query'
+                item.error_kind = 'empty_query'
+            items.append(item)
     return items
 
 
@@ -124,6 +132,7 @@ def items_from_config(config: str, split: str = 'train') -> List[AnnotationItem]
                                   bool(info.get('is_sentence')), info.get('ann_path') or '')
             if not query.strip():
                 item.error = f'{item.source or item.image}: empty query (sample {i})'
+                item.error_kind = 'empty_query'
             items.append(item)
     return items
 

@@ -12,8 +12,9 @@ checks the image is a decodable base64 JPEG data URL, and answers deterministica
 * otherwise answer = the query's last word, region and scene mention it.
 
 Behaviour by URL prefix (``http://127.0.0.1:PORT/<mode>/v1``): ``ok``, ``slow`` (0.15 s per
-reply), ``http500``, ``garbage`` (200 with non-JSON text), ``badshape`` (200 JSON without
-choices), ``hang`` (sleeps ``HANG_S``), ``flaky`` (500 on each item's first request, then ok).
+reply), ``http404``, ``http500``, ``garbage`` (200 with non-JSON text), ``badshape`` (200 JSON
+without choices), ``hang`` (sleeps ``HANG_S``), ``flaky`` (503 on each item's first request,
+then ok).
 ``app.state.counts[mode]`` counts requests.
 """
 import asyncio
@@ -82,6 +83,8 @@ def make_app():
             text = _check_image(body)
         except Exception as e:  # the client sent something wrong: a 400 the test will see
             return JSONResponse({'error': {'message': f'bad request: {e}'}}, status_code=400)
+        if mode == 'http404':
+            return JSONResponse({'error': {'message': 'model not found'}}, status_code=404)
         if mode == 'http500':
             return JSONResponse({'error': {'message': 'internal error'}}, status_code=500)
         if mode == 'garbage':

@@ -25,7 +25,7 @@ def test_folder_items_in_order_with_bad_inputs_marked(tmp_path):
         ('img_01.jpg', 'the red ball'), ('img_01.jpg', 'what holds the ball? the ball')]
     assert items[2].is_sentence and not items[0].is_sentence
     by_query = {it.query: it for it in items}
-    assert 'empty query' in by_query['  '].error
+    assert 'empty query' in by_query['  '].error and by_query['  '].error_kind == 'empty_query'
     assert by_query['the blue cube'].error is None  # its neighbour's empty query costs nothing
     assert by_query['the broken one'].error is None  # found; fails only when decoded
     assert all(it.id == sidecar_id(it.image, it.query) for it in items)
@@ -41,7 +41,8 @@ def test_missing_folder_and_bad_annotation(tmp_path):
     (folder / 'b.json').write_text(json.dumps({'text': ['q'], 'shapes': []}))  # no image
     items = collect_items(str(folder))
     assert 'missing field "shapes"' in items[0].error
-    assert 'no image next to' in items[1].error
+    assert items[0].error_kind == 'bad_annotation'
+    assert 'no image next to' in items[1].error and items[1].error_kind == 'no_image'
 
 
 def test_load_item_box_mask_and_decode_error(tmp_path):

@@ -49,7 +49,7 @@ def test_scripted_teacher_end_to_end(tmp_path, server):
     # left out, each with its reason, listed in the rejects file and the report
     rejects = {r['query']: r for r in read_lines(tmp_path / 'glcot.rejects.jsonl')}
     assert {q: (r['kind'], r['reason']) for q, r in rejects.items()} == {
-        '  ': ('bad_input', 'bad_input'), 'the broken one': ('bad_input', 'bad_input'),
+        '  ': ('bad_input', 'empty_query'), 'the broken one': ('bad_input', 'image_unreadable'),
         'unparseable lamp': ('rejected', 'unparsed'),
         'mismatch spoon': ('rejected', 'inconsistent')}
     assert 'image failed' in rejects['the broken one']['detail']
@@ -94,6 +94,15 @@ def test_failing_endpoint_is_retried_then_recorded(tmp_path, server, mode):
     report = run(folder, out, server.url('ok'))
     assert report['this_run']['asked'] == 4 and report['annotated'] == 4
     assert read_lines(tmp_path / 'glcot.rejects.jsonl') == []
+
+
+def test_client_error_is_not_retried(tmp_path, server):
+    folder = make_reasonseg(tmp_path, n_plain=1, with_bad=False)
+    server.app.state.counts.clear()
+    report = run(folder, tmp_path / 'o.jsonl', server.url('http404'), '--request-retries', '3')
+    assert report['this_run']['failed_requests'] == 2 and server.app.state.counts['http404'] == 2
+    details = [r['detail'] for r in read_lines(tmp_path / 'o.rejects.jsonl')]
+    assert all(d.startswith('HTTP 404') and '(after 1 tries)' in d for d in details), details
 
 
 def test_flaky_endpoint_recovers_and_refused_connection(tmp_path, server):
