@@ -1,0 +1,106 @@
+"""Crash-safe, resumable JSONL files (the sidecar and the list of items left out).
+
+Every batch of records is appended as whole lines in one ``write``, then flushed and fsynced, so
+a killed writer leaves at most one unterminated last line. Opening a file repairs that: the
+text after the last newline is truncated away (logged), and the ids already present are known
+(:attr:`JsonlWriter.records`), so a restarted run skips them and writes no duplicate.
+"""
+import json
+import os
+import os.path as osp
+from typing import Dict, Iterable, List
+
+from mmengine.logging import print_log
+
+
+def repair_tail(path: str) -> int:
+    """Truncate an unterminated last line; returns the number of bytes cut."""
+    if not osp.isfile(path):
+        return 0
+    with open(path, 'rb+') as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        block, pos = 1 << 16, size
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            nl = chunk.rfind(b'\n')
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        if keep < size:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+            print_log(f'{path}: cut an unterminated last line ({size - keep} bytes, a writer '
+                      'was killed mid-line)', logger='current', level=30)
+        return size - keep
+
+
+def read_jsonl(path: str) -> List[dict]:
+    """Records of a JSONL file (whole lines only; a bad line is an error naming it)."""
+    if not osp.isfile(path):
+        return []
+    out = []
+    with open(path, encoding='utf-8') as f:
+        for num, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if not line.endswith('\n'):
+                break  # an unterminated last line: not written yet
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f'{path}:{num}: not a JSON object: {e}') from e
+            if not isinstance(rec, dict) or not isinstance(rec.get('id'), str):
+                raise ValueError(f'{path}:{num}: each line must be an object with a string "id"')
+            out.append(rec)
+    return out
+
+
+def dump_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=False) + '\n'
+
+
+class JsonlWriter:
+    """Append-only JSONL file keyed by ``id``; ``records`` = the last record of every id."""
+
+    def __init__(self, path: str):
+        self.path = path
+        folder = osp.dirname(osp.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        repair_tail(path)
+        self.records: Dict[str, dict] = {r['id']: r for r in read_jsonl(path)}
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self.records
+
+    def append(self, records: Iterable[dict]) -> None:
+        records = list(records)
+        if not records:
+            return
+        data = ''.join(dump_line(r) for r in records).encode('utf-8')
+        with open(self.path, 'ab') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        for r in records:
+            self.records[r['id']] = r
+
+
+def write_atomic(path: str, records: Iterable[dict]) -> None:
+    """Replace ``path`` with ``records`` (temp file + fsync + rename: never half-written)."""
+    tmp = f'{path}.tmp{os.getpid()}'
+    with open(tmp, 'wb') as f:
+        f.write(''.join(dump_line(r) for r in records).encode('utf-8'))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+__all__ = ['JsonlWriter', 'repair_tail', 'read_jsonl', 'write_atomic', 'dump_line']
