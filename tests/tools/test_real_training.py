@@ -29,9 +29,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from crseg.datasets.glcot_sidecar import sidecar_record
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tests' / 'annotation'))
+from glcot_stub import StubServer  # noqa: E402
+
 COCO_DIR = 'data/refer_seg/images/mscoco/images/train2014'
 CONFIGS = {  # both families, both recipes (the mix also runs the RefCOCO template sidecars)
     'llava': 'configs/crseg/crseg_llava15_7b_samvith_10k_mix.py',
@@ -39,7 +41,7 @@ CONFIGS = {  # both families, both recipes (the mix also runs the RefCOCO templa
 }
 REASONSEG_TEXTS = {
     'train': [('kitchen', ['the thing used to boil water', 'what keeps food cold?']),
-              ('desk', ['something to write with'])],
+              ('desk', ['something unparseable to write with'])],
     'val': [('garden', ['the plant that needs the least water'])],
     'test': [('street', ['what tells cars to stop?'])],
 }
@@ -64,20 +66,19 @@ def write_reasonseg(ws):
     return root
 
 
-def write_reasonseg_sidecar(root, out):
-    """Sidecar for ReasonSeg train; the last query is left out (the dataset skips it).
-
-    # replaced by the annotator at merge: tools/dataset_converters/glcot_annotate.py with a
-    # tiny teacher writes this file.
-    """
-    queries = [(root / 'train' / f'{name}.jpg', t)
-               for name, texts in REASONSEG_TEXTS['train'] for t in texts]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, 'w', encoding='utf-8') as f:
-        for img, query in queries[:-1]:
-            glcot = {'global': 'a small room with a red box', 'local': f'the red box: {query}',
-                     'answer': 'the red box'}
-            f.write(json.dumps(sidecar_record(str(img), query, glcot)) + '\n')
+def annotate_reasonseg(ws):
+    """The README's annotate step: ``glcot_annotate.py`` on the train split, as a user runs it,
+    with an OpenAI-compatible teacher on 127.0.0.1 (the scripted stub of
+    ``tests/annotation/glcot_stub.py``: tiny random models never write parseable GLCoT text).
+    The query with "unparseable" gets a reply the quality gate rejects, so the sidecar leaves
+    it out and the dataset skips it."""
+    with StubServer() as server:
+        run(ws, [str(ROOT / 'tools/dataset_converters/glcot_annotate.py'),
+                 'data/reason_seg/ReasonSeg/train', '--out', 'data/glcot/reasonseg_train.jsonl',
+                 '--api-base', server.url('ok'), '--model', 'stub', '--no-progress',
+                 '--retries', '0'])
+    report = json.loads((ws / 'data/glcot/reasonseg_train.report.json').read_text())
+    assert report['annotated'] == 2 and report['items'] == 3, report
 
 
 def write_refer(ws):
@@ -117,7 +118,7 @@ def run_template_tool(ws):
 def corpus(ws):
     from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
     texts = [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION]
-    for side in sorted((ws / 'data/glcot').glob('*.jsonl')):
+    for side in sorted((ws / 'data/glcot').glob('*_train.jsonl')):  # not the rejects lists
         for line in side.read_text().splitlines():
             rec = json.loads(line)
             texts += [rec['query'], *rec['glcot'].values()]
@@ -127,8 +128,8 @@ def corpus(ws):
 @pytest.fixture(scope='module')
 def workspace(tmp_path_factory, tiny_sam_arch):
     ws = tmp_path_factory.mktemp('realdata')
-    root = write_reasonseg(ws)
-    write_reasonseg_sidecar(root, ws / 'data/glcot/reasonseg_train.jsonl')
+    write_reasonseg(ws)
+    annotate_reasonseg(ws)
     write_refer(ws)
     run_template_tool(ws)
     from crseg.models.mllms import build_tiny_llava, build_tiny_qwen2vl
