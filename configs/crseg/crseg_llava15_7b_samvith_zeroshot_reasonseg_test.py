@@ -6,3 +6,4 @@ _base_ = [
     '../_base_/schedules/schedule_zeroshot.py',
     '../_base_/default_runtime.py',
 ]
+train_dataloader = None  # nothing is trained (select_heads.py calibrates on --split)

@@ -7,3 +7,4 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 test_dataloader = dict(dataset=dict(dataset='refcoco', split='testA'))
+train_dataloader = None  # nothing is trained (select_heads.py calibrates on --split)

@@ -117,7 +117,8 @@ def test_tools_test_runs_a_zeroshot_config_without_checkpoint(tmp_path, synth_ro
     cfg.write_text(
         f"_base_ = ['{_path('llava15_7b', 'reasonseg_val')}']\n"
         f"model = dict(mllm=dict(torch_dtype='float32', max_new_tokens=8),\n"
-        f"             refiner=dict(arch={tiny_sam_arch!r}, checkpoint='{tiny_sam_ckpt}'))\n"
+        f"             refiner=dict(arch=dict(_delete_=True, **{tiny_sam_arch!r}),\n"
+        f"                          checkpoint='{tiny_sam_ckpt}'))\n"
         "test_dataloader = dict(num_workers=0, persistent_workers=False)\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, str(ROOT / 'tools/test.py'), str(cfg), '--work-dir',

@@ -46,8 +46,6 @@ def tiny_cfg(tmp_path, synth_root, tiny_llava_dir):
         f"_base_ = ['{CFG}']\n"
         f"model = dict(mllm=dict(pretrained='{tiny_llava_dir}', max_new_tokens=8))\n"
         f"data_root = '{synth_root}'\n"
-        "train_dataloader = dict(dataset=dict(data_root=data_root))\n"
-        "val_dataloader = dict(dataset=dict(data_root=data_root))\n"
         "test_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))\n")
     return cfg
 
@@ -69,13 +67,12 @@ def test_selects_with_masks_and_writes_a_usable_snippet(tmp_path, tiny_cfg, log)
     w = torch.tensor(m.coarse_head.head_weights)
     assert w.shape == (len(m.capture.layers), len(m.capture.heads))
     assert int((w > 0).sum()) == 2  # exactly the two selected pairs
-    # a config that puts the snippet after the model base builds and predicts
-    top = tmp_path / 'with_heads.py'
-    top.write_text(f"_base_ = ['{tiny_cfg}', '{out}']\n")
+    # the file inherits the config: it builds, with the selection in place
     from crseg.registry import MODELS
     init_default_scope('crseg')
-    model = MODELS.build(Config.fromfile(str(top)).model)
+    model = MODELS.build(m)
     assert model.coarse_head.head_weights.numel() == w.numel()
+    assert model.capture.layers == m.capture.layers
 
 
 def test_no_masks_uses_criteria_a_and_b_and_says_so(tmp_path, tiny_cfg, log):
@@ -95,7 +92,9 @@ def test_num_larger_than_the_dataset_uses_all(tmp_path, tiny_cfg, log):
     _tool().main([str(tiny_cfg), '--num', '1000', '--top-k', '1', '--out', str(out),
                   '--split', 'val'])
     n = len([f for f in (Path(Config.fromfile(str(tiny_cfg)).data_root) / 'val').glob('*.json')])
-    assert any(f'--num 1000 is larger than' in m and f'using all {n}' in m for m in log)
+    assert any('--num 1000 is larger than' in m and f'using all {n}' in m for m in log)
+    assert any("calibrating on split 'val', the split this config evaluates on" in m
+               for m in log)
     assert f'of {n} samples of the val split' in out.read_text()
 
 
@@ -122,12 +121,10 @@ def test_selection_that_does_not_fit_the_model_names_file_and_model(tmp_path, ti
     from crseg.registry import MODELS
     sel = write_snippet(str(tmp_path / 'big_model_heads.py'),
                         [dict(layer=20, head=1, weight=1.0), dict(layer=3, head=7, weight=1.0)],
-                        28, 28)
-    top = tmp_path / 'with_heads.py'
-    top.write_text(f"_base_ = ['{tiny_cfg}', '{sel}']\n")
+                        28, 28, base=str(tiny_cfg))
     init_default_scope('crseg')
     with pytest.raises(ValueError) as err:
-        MODELS.build(Config.fromfile(str(top)).model)
+        MODELS.build(Config.fromfile(sel).model)
     msg = str(err.value)
     assert 'big_model_heads.py' in msg and 'layer indices [3, 20]' in msg
     assert 'head indices [7]' in msg and '2 layers x 2 heads' in msg

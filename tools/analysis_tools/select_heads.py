@@ -4,12 +4,13 @@
         [--checkpoint CKPT] [--split train] [--top-k 3] [--mass-quantile 0.5] [--seed 0]
         [--random K] [--device cpu|cuda] [--cfg-options k=v ...]
 
-Runs the config's MLLM over N calibration samples of the config's ``--split`` dataloader
-(through the test pipeline; a seeded random subset), scores every (layer, head) on (a) image
+Runs the config's MLLM over N calibration samples: the config's test dataset with its split set
+to ``--split`` (default train; through the test pipeline; a seeded random subset), scores every (layer, head) on (a) image
 attention mass, (b) spatial entropy and, when the samples carry masks, (c) IoU of the head's
-map with the target, and writes a config snippet (``model.capture`` layers/heads +
-``model.coarse_head`` head_weights) to put in a training-free config's ``_base_``. Never
-calibrate on the split you evaluate on. ``--random K`` writes K random heads instead (a
+map with the target, and writes FILE.py: a config that inherits CONFIG and sets
+``model.capture`` layers/heads + ``model.coarse_head`` head_weights (run it with
+``tools/test.py FILE.py``, or ``_base_`` it from another config). Never calibrate on the split
+you evaluate on. ``--random K`` writes K random heads instead (a
 control, nothing is run). The criterion: crseg/models/eap/head_selection.py and the README.
 """
 import argparse
@@ -39,8 +40,8 @@ def parse_args(argv=None):
     p.add_argument('--num', type=int, default=100, help='calibration samples')
     p.add_argument('--out', required=True, help='the snippet to write (.py)')
     p.add_argument('--checkpoint', help='optional weights on top of the config\'s pretrained')
-    p.add_argument('--split', default='train', choices=['train', 'val', 'test'],
-                   help='which dataloader of the config gives the calibration samples')
+    p.add_argument('--split', default='train',
+                   help="calibration split: the config's test dataset with this split")
     p.add_argument('--top-k', type=int, default=3, help='heads to keep')
     p.add_argument('--mass-quantile', type=float, default=0.5,
                    help='heads below this quantile of image-attention mass are not eligible')
@@ -53,11 +54,16 @@ def parse_args(argv=None):
 
 
 def build_calibration_set(cfg, split: str):
-    loader = cfg.get(f'{split}_dataloader')
-    if not loader or 'dataset' not in loader:
-        raise ValueError(f'select_heads: the config has no {split}_dataloader.dataset')
-    ds_cfg = loader.dataset.copy()
-    ds_cfg.pipeline = cfg.test_dataloader.dataset.pipeline  # deterministic, no augmentation
+    """The config's test dataset with ``split`` swapped in, through the test pipeline."""
+    ds_cfg = cfg.test_dataloader.dataset.copy()
+    if 'split' not in ds_cfg:
+        raise ValueError(f"select_heads: test_dataloader.dataset ({ds_cfg.get('type')}) has no "
+                         '`split` to swap for the calibration split')
+    if ds_cfg.split == split:
+        print_log(f'select_heads: calibrating on split {split!r}, the split this config '
+                  'evaluates on; choose another --split for an honest evaluation',
+                  logger='current', level=30)
+    ds_cfg.split = split
     return DATASETS.build(ds_cfg)
 
 
@@ -84,7 +90,8 @@ def main(argv=None):
     if args.random is not None:
         selected = random_selection(n_layers, n_heads, args.random, args.seed)
         write_snippet(args.out, selected, n_layers, n_heads,
-                      header + [f'RANDOM control: {args.random} heads, seed {args.seed}'])
+                      header + [f'RANDOM control: {args.random} heads, seed {args.seed}'],
+                      base=args.config)
         print_log(f'select_heads: {args.random} random heads -> {args.out}', logger='current')
         return
     dataset = build_calibration_set(cfg, args.split)
@@ -105,13 +112,13 @@ def main(argv=None):
     header += [f'calibration: {scorer.n} scored of {num} samples of the {args.split} split '
                f'({split_name(cfg, args.split)}), seed {args.seed}; criteria {crit}; '
                f'eligible: mass >= quantile {args.mass_quantile}']
-    write_snippet(args.out, selected, n_layers, n_heads, header)
+    write_snippet(args.out, selected, n_layers, n_heads, header, base=args.config)
     print_log(f'select_heads: {len(selected)} heads -> {args.out}', logger='current')
 
 
 def split_name(cfg, split):
-    ds = cfg.get(f'{split}_dataloader', {}).get('dataset', {})
-    return f"{ds.get('type')} {ds.get('data_root', '')} {ds.get('split', '')}".strip()
+    ds = cfg.test_dataloader.dataset
+    return f"{ds.get('type')} {ds.get('data_root', '')} {split}"
 
 
 if __name__ == '__main__':

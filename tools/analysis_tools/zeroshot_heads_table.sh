@@ -48,8 +48,7 @@ texts = load_corpus(sys.argv[1]) + [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION] * 50
 build_tiny_llava(sys.argv[2], texts, image_size=160, patch=16, vocab_size=1024, seed=0)
 PYEOF
 fi
-opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
-      test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
+opts=(data_root="$DATA" test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
 last_ckpt() { $PY -c "import sys; print(open(sys.argv[1]).read().strip())" "$1/last_checkpoint"; }
 
 CKPT=${ZS_ALIGN_CKPT:-}
@@ -57,6 +56,7 @@ if [ -z "$CKPT" ]; then
   if [ ! -f "$WORK/align/last_checkpoint" ]; then
     say "stage 1 (alignment, LM loss on GLCoT text only) into $WORK/align"
     $PY tools/train.py "$ALIGN_CFG" --work-dir "$WORK/align" --cfg-options "${opts[@]}" \
+        train_dataloader.dataset.data_root="$DATA" \
         > "$WORK/align.log" 2>&1
   fi
   CKPT=$(last_ckpt "$WORK/align")
@@ -73,22 +73,16 @@ for s in $SEEDS; do
       --out "$WORK/heads_random_$s.py" --cfg-options "${opts[@]}" > /dev/null 2>&1
 done
 
-variant_cfg() {  # $1 name, $2 snippet or empty -> a config file in $WORK
-  local f="$WORK/cfg_$1.py"
-  if [ -z "$2" ]; then echo "_base_ = ['$ROOT/$CFG']" > "$f"
-  else echo "_base_ = ['$ROOT/$CFG', '$ROOT/$2']" > "$f"; fi
-  echo "$f"
-}
-evaluate() {  # $1 name, $2 snippet or empty
-  local cfg; cfg=$(variant_cfg "$1" "$2")
-  $PY tools/test.py "$cfg" "$CKPT" --work-dir "$WORK/test_$1" --cfg-options "${opts[@]}" \
+evaluate() {  # $1 name, $2 config
+  $PY tools/test.py "$2" "$CKPT" --work-dir "$WORK/test_$1" --cfg-options "${opts[@]}" \
       > "$WORK/test_$1.log" 2>&1
   say "$1: $(grep -oE 'gIoU: [0-9.]+ +cIoU: [0-9.]+' "$WORK/test_$1.log" | tail -1)"
 }
-evaluate all ""
-evaluate selected "$WORK/heads_selected.py"
+evaluate all "$CFG"
+evaluate selected "$WORK/heads_selected.py"  # the selection file inherits $CFG
 # the aggregator's per-sample alternative: the K most concentrated heads of each sample
-echo "model = dict(coarse_head=dict(mode='top_heads', top_k=$TOP_K))" > "$WORK/heads_top_per_sample.py"
+printf "_base_ = ['%s']\nmodel = dict(coarse_head=dict(mode='top_heads', top_k=%s))\n" \
+    "$ROOT/$CFG" "$TOP_K" > "$WORK/heads_top_per_sample.py"
 evaluate top_per_sample "$WORK/heads_top_per_sample.py"
 for s in $SEEDS; do evaluate "random_$s" "$WORK/heads_random_$s.py"; done
 

@@ -195,6 +195,9 @@ def score_heads(model, dataset, indices: Sequence[int]) -> HeadScorer:
             data = model.data_preprocessor(pseudo_collate([dataset[i]]), False)
             inputs, sample = data['inputs'], data['data_samples'][0]
             gt = sample.gt_sem_seg.data[0] if 'gt_sem_seg' in sample else None
+            if gt is not None and not bool((gt == 1).any()):
+                scorer.n_no_target += 1  # nothing to ground: skip the forward too
+                continue
             maps, mode = sample_head_maps(model, inputs, sample, capture)
             modes[mode] += 1
             scorer.add(maps, gt)
@@ -221,17 +224,24 @@ def selection_to_cfg(selected: Sequence[dict]) -> dict:
 
 
 def write_snippet(path: str, selected: Sequence[dict], num_layers: int, num_heads: int,
-                  header: Sequence[str] = ()) -> str:
-    """Write a config snippet (``model.capture`` + ``model.coarse_head``) to ``path``."""
+                  header: Sequence[str] = (), base: Optional[str] = None) -> str:
+    """Write the selection (``model.capture`` + ``model.coarse_head``) as a config file.
+
+    With ``base`` the file inherits it (``_base_ = [base]``): a runnable config that other
+    configs can ``_base_`` in turn (mmengine refuses the same key, ``model``, in two files of
+    one ``_base_`` list, so the selection cannot sit beside the model base).
+    """
     sel = selection_to_cfg(selected)
-    lines = ['# Attention-head selection (tools/analysis_tools/select_heads.py); put this file',
-             "# in a training-free config's _base_ list after the model base."]
+    lines = ['# Attention-head selection (tools/analysis_tools/select_heads.py): overrides',
+             "# model.capture's layers/heads and the aggregator's head weights."]
     lines += [f'# {h}' for h in header]
     lines.append('# rank layer head   mass  entropy    iou  weight')
     for r, e in enumerate(selected, 1):
         iou = '     -' if e.get('iou') is None else f"{e['iou']:6.3f}"
         lines.append(f"# {r:4d} {e['layer']:5d} {e['head']:4d} {e.get('mass', 0.0):6.3f} "
                      f"{e.get('entropy', 0.0):8.3f} {iou} {e.get('weight', 1.0):7.3f}")
+    if base is not None:
+        lines.append(f'_base_ = [{osp.abspath(base)!r}]')
     lines += [
         'model = dict(',
         f"    capture=dict(layers={sel['layers']}, heads={sel['heads']}),",

@@ -100,12 +100,12 @@ def test_selection_to_cfg_and_snippet_round_trip(tmp_path):
     sel = [dict(layer=2, head=1, weight=1.5), dict(layer=0, head=3, weight=0.5)]
     cfg = selection_to_cfg(sel)
     assert cfg == dict(layers=[0, 2], heads=[1, 3], head_weights=[[0.0, 0.5], [1.5, 0.0]])
-    path = write_snippet(str(tmp_path / 'heads.py'), sel, 4, 4, header=['test'])
     base = tmp_path / 'base.py'
     base.write_text("model = dict(capture=dict(layers='all', heads='all', rows='answer'), "
                     "coarse_head=dict(type='AttentionAggregator', mode='mean', offset=0.0))\n")
-    top = tmp_path / 'top.py'
-    top.write_text(f"_base_ = ['{base}', '{path}']\n")
+    path = write_snippet(str(tmp_path / 'heads.py'), sel, 4, 4, header=['test'], base=str(base))
+    top = tmp_path / 'top.py'  # another config can _base_ the selection in turn
+    top.write_text(f"_base_ = ['{path}']\nextra = 1\n")
     m = Config.fromfile(str(top)).model
     assert m.capture.layers == [0, 2] and m.capture.heads == [1, 3]
     assert m.capture.rows == 'answer' and m.coarse_head.offset == 0.0
