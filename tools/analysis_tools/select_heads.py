@@ -4,10 +4,10 @@
         [--checkpoint CKPT] [--split train] [--top-k 3] [--mass-quantile 0.5] [--seed 0]
         [--random K] [--device cpu|cuda] [--cfg-options k=v ...]
 
-Runs the config's MLLM over N calibration samples: the config's test dataset with its split set
-to ``--split`` (default train; through the test pipeline; a seeded random subset), scores every (layer, head) on (a) image
-attention mass, (b) spatial entropy and, when the samples carry masks, (c) IoU of the head's
-map with the target, and writes FILE.py: a config that inherits CONFIG and sets
+Runs the config's MLLM over N calibration samples (the config's test dataset with its split set
+to ``--split``, default train; through the test pipeline; a seeded random subset), scores every
+(layer, head) on (a) image attention mass, (b) spatial entropy and, when the samples carry
+masks, (c) IoU of the head's map with the target, and writes FILE.py: a config that inherits CONFIG and sets
 ``model.capture`` layers/heads + ``model.coarse_head`` head_weights (run it with
 ``tools/test.py FILE.py``, or ``_base_`` it from another config). Never calibrate on the split
 you evaluate on. ``--random K`` writes K random heads instead (a

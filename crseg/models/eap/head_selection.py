@@ -280,5 +280,6 @@ def log_scores(scorer: HeadScorer, selected: Sequence[dict]) -> None:
                   f"{e['weight']:.3f}", logger='current')
 
 
-__all__ = ['HeadScorer', 'score_heads', 'sample_head_maps', 'head_iou', 'selection_to_cfg', 'write_snippet',
+__all__ = ['HeadScorer', 'score_heads', 'sample_head_maps', 'head_iou', 'selection_to_cfg',
+           'write_snippet',
            'random_selection', 'check_capturable', 'CaptureUnavailableError', 'log_scores']
