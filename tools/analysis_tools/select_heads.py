@@ -7,11 +7,11 @@
 Runs the config's MLLM over N calibration samples (the config's test dataset with its split set
 to ``--split``, default train; through the test pipeline; a seeded random subset), scores every
 (layer, head) on (a) image attention mass, (b) spatial entropy and, when the samples carry
-masks, (c) IoU of the head's map with the target, and writes FILE.py: a config that inherits CONFIG and sets
-``model.capture`` layers/heads + ``model.coarse_head`` head_weights (run it with
+masks, (c) IoU of the head's map with the target, and writes FILE.py: a config that inherits
+CONFIG and sets ``model.capture`` layers/heads + ``model.coarse_head`` head_weights (run it with
 ``tools/test.py FILE.py``, or ``_base_`` it from another config). Never calibrate on the split
-you evaluate on. ``--random K`` writes K random heads instead (a
-control, nothing is run). The criterion: crseg/models/eap/head_selection.py and the README.
+you evaluate on. ``--random K`` writes K random heads instead (a control; no sample is run).
+The criterion: crseg/models/eap/head_selection.py and the README.
 """
 import argparse
 import os
