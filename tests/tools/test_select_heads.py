@@ -1,5 +1,6 @@
 """tools/analysis_tools/select_heads.py on the tiny world: snippet, bad input, generation mode."""
 import importlib.util
+import json
 import logging
 from pathlib import Path
 
@@ -57,7 +58,10 @@ def _snippet_model(path):
 def test_selects_with_masks_and_writes_a_usable_snippet(tmp_path, tiny_cfg, log):
     out = tmp_path / 'heads.py'
     _tool().main([str(tiny_cfg), '--num', '4', '--top-k', '2', '--out', str(out),
-                  '--device', 'cpu'])
+                  '--device', 'cpu', '--scores-json', str(tmp_path / 'scores.json')])
+    scores = json.loads((tmp_path / 'scores.json').read_text())
+    assert {k: len(v) for k, v in scores.items()} == dict(mass=2, entropy=2, iou=2)  # layers
+    assert all(0.0 <= x <= 1.0 for row in scores['iou'] for x in row)
     text = '\n'.join(log)
     assert '4 samples teacher-forced' in text  # SynthReason has GLCoT answers
     assert 'criteria a (image mass) + b (entropy) + c (mask IoU)' in text

@@ -14,6 +14,7 @@ you evaluate on. ``--random K`` writes K random heads instead (a control; no sam
 The criterion: crseg/models/eap/head_selection.py and the README.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -48,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=0, help='sample subset / random heads seed')
     p.add_argument('--random', type=int, metavar='K',
                    help='write K random heads (a control); runs no model')
+    p.add_argument('--scores-json', help='also write every head\'s scores ([layer][head]) here')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     return p.parse_args(argv)
@@ -113,6 +115,10 @@ def main(argv=None):
                f'({split_name(cfg, args.split)}), seed {args.seed}; criteria {crit}; '
                f'eligible: mass >= quantile {args.mass_quantile}']
     write_snippet(args.out, selected, n_layers, n_heads, header, base=args.config)
+    if args.scores_json:
+        with open(args.scores_json, 'w', encoding='utf-8') as f:
+            json.dump({k: None if v is None else v.tolist()
+                       for k, v in scorer.scores().items()}, f, indent=1)
     print_log(f'select_heads: {len(selected)} heads -> {args.out}', logger='current')
 
 

@@ -25,6 +25,7 @@ SEEDS=${ZS_RANDOM_SEEDS:-"0 1 2 3 4"}
 CFG=configs/crseg/crseg_tinyllava_identity_zeroshot_synthreason.py
 ALIGN_CFG=configs/crseg/crseg_tinyllava_tinysam_align_synthreason.py
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # this checkout first
 START=$(date +%s)
 say() { echo "[zeroshot heads $(( $(date +%s) - START ))s] $*"; }
 mkdir -p "$WORK"
@@ -66,6 +67,7 @@ say "text-only checkpoint: $CKPT"
 say "selecting $TOP_K heads on $NUM_CALIB SynthReason train samples"
 $PY tools/analysis_tools/select_heads.py "$CFG" --checkpoint "$CKPT" --split train \
     --num "$NUM_CALIB" --top-k "$TOP_K" --out "$WORK/heads_selected.py" \
+    --scores-json "$WORK/head_scores.json" \
     --cfg-options "${opts[@]}" > "$WORK/select.log" 2>&1
 grep -E "criteria|#[0-9]+ layer" "$WORK/select.log" | sed 's/^.*select_heads: /  /' || true
 for s in $SEEDS; do

@@ -248,8 +248,9 @@ def write_snippet(path: str, selected: Sequence[dict], num_layers: int, num_head
         '    coarse_head=dict(',
         "        type='AttentionAggregator', mode='mean',",
         f"        head_weights={sel['head_weights']},",
-        f'        selection=dict(source={osp.abspath(path)!r}, num_layers={num_layers}, '
-        f'num_heads={num_heads})))',
+        '        selection=dict(',
+        f'            source={osp.abspath(path)!r},',
+        f'            num_layers={num_layers}, num_heads={num_heads})))',
         '']
     with open(path, 'w', encoding='utf-8') as f:
         f.write('\n'.join(lines))
@@ -275,8 +276,9 @@ def log_scores(scorer: HeadScorer, selected: Sequence[dict]) -> None:
               f'a target, {scorer.n_no_rows} without attention rows',
               logger='current')
     for r, e in enumerate(selected, 1):
+        iou = '-' if e['iou'] is None else f"{e['iou']:.3f}"
         print_log(f"select_heads: #{r} layer {e['layer']} head {e['head']} mass "
-                  f"{e['mass']:.3f} entropy {e['entropy']:.3f} iou {e['iou']} weight "
+                  f"{e['mass']:.3f} entropy {e['entropy']:.3f} iou {iou} weight "
                   f"{e['weight']:.3f}", logger='current')
 
 
