@@ -1,6 +1,6 @@
 """Evaluate a checkpoint with mmengine's Runner (evaluation runs in the runner).
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
+    python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
 """
 import argparse
@@ -20,7 +20,9 @@ from crseg.utils import register_all_modules  # noqa: E402
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a segmentor')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (optional: a config whose weights all come from '
+                        'pretrained= / checkpoint= needs none)')
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='dir to save the predicted masks as PNG files')
     parser.add_argument('--show-dir', help='dir to save drawn predictions')
@@ -50,12 +52,13 @@ def trigger_visualization_hook(cfg, show_dir):
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    if not osp.isfile(args.checkpoint):
+    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint does not exist: {args.checkpoint}')
     cfg = load_config(args.config, args.cfg_options)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
-    cfg.load_from = args.checkpoint
+    if args.checkpoint is not None:
+        cfg.load_from = args.checkpoint
     if args.launcher == 'pytorch':
         cpu_distributed_patch(cfg)  # gloo and no cuda.set_device on CPU-only machines
     if args.show_dir:

@@ -5,11 +5,12 @@ the image) and return logits-like maps [B, 1, h*up, w*up] where ``> 0`` means "t
 Every channel is first normalized over space (divided by its spatial sum, so each channel is a
 distribution over the image tokens whatever share of the row's attention went to the image).
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -89,11 +90,21 @@ class AttentionAggregator(BaseModule):
     """Training-free coarse map (no weights), same forward contract as :class:`EAPCoarseHead`.
 
     Args:
-        mode: 'mean' (mean of all normalized channels) or 'top_heads' (mean of the ``top_k``
-            channels with the highest *concentration* score = log(h*w) - entropy of the
-            channel's distribution: 0 for a uniform channel, log(h*w) for a single cell).
+        mode: 'mean' (mean of all normalized channels, weighted by ``head_weights`` when
+            given) or 'top_heads' (mean of the ``top_k`` channels with the highest
+            *concentration* score = log(h*w) - entropy of the channel's distribution: 0 for a
+            uniform channel, log(h*w) for a single cell), chosen per sample.
             Caveat: a head that dumps its attention on one "sink" token scores high too.
         top_k: channels kept by 'top_heads'.
+        head_weights: 'mean' only: a weight per captured channel, nested ``[L'][H']`` in the
+            capture's layer-major order (or flat, length L'*H'); 0 drops a channel. Applied
+            *after* the per-channel normalization, so (unlike ``EAPCapture.head_weights``,
+            which that normalization cancels) they change the map. Written, together with
+            the capture's ``layers`` / ``heads``, by ``tools/analysis_tools/select_heads.py``.
+        selection: metadata of that file, ``dict(source=PATH, num_layers=, num_heads=)``:
+            named in errors when the selection does not fit the model.
+        in_channels: optional; when given (``CRSeg`` fills it from the capture) it must equal
+            the number of ``head_weights``.
         offset: subtracted from the z-score. Output = z-score of the aggregated map over its
             cells minus ``offset``, so ``> 0`` means "more than ``offset`` standard deviations
             above the map's mean attention" (offset 0: above-average cells). A flat map gives
@@ -102,12 +113,73 @@ class AttentionAggregator(BaseModule):
     """
 
     def __init__(self, mode: str = 'mean', top_k: int = 8, offset: float = 0.0,
-                 upsample: int = 1, init_cfg: Optional[dict] = None):
+                 upsample: int = 1, head_weights: Optional[Sequence] = None,
+                 selection: Optional[dict] = None, in_channels: Optional[int] = None,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         if mode not in ('mean', 'top_heads'):
             raise ValueError(f"AttentionAggregator: mode={mode!r}, expected 'mean' or "
                              "'top_heads'")
         self.mode, self.top_k, self.offset, self.upsample = mode, top_k, offset, upsample
+        self.selection = dict(selection or {})
+        self.head_weights = None
+        if head_weights is not None:
+            if mode != 'mean':
+                raise ValueError(f'AttentionAggregator{self._source()}: head_weights need '
+                                 f"mode='mean', got mode={mode!r}")
+            w = torch.as_tensor(head_weights, dtype=torch.float32)
+            if w.dim() not in (1, 2) or w.numel() == 0 or not torch.isfinite(w).all() \
+                    or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f'AttentionAggregator{self._source()}: head_weights must be a '
+                                 'non-empty flat or [layers][heads] list of finite weights >= 0 '
+                                 f'with a positive sum, got {head_weights!r}')
+            self.head_weights = w
+            if in_channels is not None and w.numel() != in_channels:
+                raise ValueError(f'AttentionAggregator{self._source()}: {w.numel()} '
+                                 f'head_weights {tuple(w.shape)} for {in_channels} captured '
+                                 'channels (layers x heads)')
+        self.in_channels = in_channels
+
+    def _source(self) -> str:
+        src = self.selection.get('source')
+        return f' (selection {src})' if src else ''
+
+    def check_selection(self, capture, num_layers: int, num_heads: int,
+                        model_name: str = 'the MLLM') -> None:
+        """Check the capture's layers/heads and ``head_weights`` against the model's size.
+
+        Raises a ``ValueError`` naming the selection file, the indices that do not fit and
+        the model's layer / head counts; warns when the selection was made on a model of
+        another size but still fits.
+        """
+        where = self._source() or ''
+        bad = {}
+        for what, spec, n in (('layer', capture.layers, num_layers),
+                              ('head', capture.heads, num_heads)):
+            if spec in ('all', None):
+                continue
+            ids = [spec] if isinstance(spec, int) else list(spec)
+            out = [int(i) for i in ids if not -n <= int(i) < n]
+            if out:
+                bad[what] = out
+        if bad:
+            parts = '; '.join(f'{k} indices {v}' for k, v in bad.items())
+            raise ValueError(
+                f'AttentionAggregator{where}: {parts} do not fit {model_name} with '
+                f'{num_layers} layers x {num_heads} heads (indices 0..{num_layers - 1} / '
+                f'0..{num_heads - 1}); re-run tools/analysis_tools/select_heads.py for this model')
+        if self.head_weights is not None:
+            c = capture.num_channels(num_layers, num_heads)
+            if self.head_weights.numel() != c:
+                raise ValueError(
+                    f'AttentionAggregator{where}: {self.head_weights.numel()} head_weights '
+                    f'{tuple(self.head_weights.shape)} but the capture records {c} channels '
+                    f'on {model_name} ({num_layers} layers x {num_heads} heads)')
+        made = (self.selection.get('num_layers'), self.selection.get('num_heads'))
+        if None not in made and made != (num_layers, num_heads):
+            print_log(f'AttentionAggregator{where}: selected on a model with {made[0]} layers x '
+                      f'{made[1]} heads, used on {model_name} with {num_layers} x {num_heads}',
+                      logger='current', level=30)
 
     @staticmethod
     def concentration(x: Tensor) -> Tensor:
@@ -125,7 +197,15 @@ class AttentionAggregator(BaseModule):
             k = min(self.top_k, p.shape[1])
             idx = self.concentration(x).topk(k, dim=1).indices  # [B, k]
             p = torch.gather(p, 1, idx[:, :, None, None].expand(-1, -1, *p.shape[-2:]))
-        out = standardize(p.mean(1, keepdim=True)) - self.offset
+        if self.head_weights is not None:
+            w = self.head_weights.flatten().to(p.device)
+            if w.numel() != p.shape[1]:
+                raise ValueError(f'AttentionAggregator{self._source()}: {w.numel()} '
+                                 f'head_weights for {p.shape[1]} captured channels')
+            agg = (p * w[None, :, None, None]).sum(1, keepdim=True) / w.sum()
+        else:
+            agg = p.mean(1, keepdim=True)
+        out = standardize(agg) - self.offset
         if self.upsample > 1:
             out = F.interpolate(out, scale_factor=self.upsample, mode='bilinear',
                                 align_corners=False)

@@ -10,12 +10,15 @@ head-selected, z-scored) and is used as is:
   (``refiner_prompts=('points',)``, the default then).
 
 The MLLM learns from text only (answers / GLCoT), never from masks: ``loss`` = LM loss, and
-the refiner is frozen. ``num_parse_failures`` = GLCoT parse fallbacks + answer-row fallbacks.
+the refiner is frozen. Built with an MLLM on eager attention (the capture cannot record) or
+with a head selection that does not fit the MLLM, it fails at build time, naming why.
+``num_parse_failures`` = GLCoT parse fallbacks + answer-row fallbacks.
 """
 from typing import Optional, Sequence, Union
 
 from torch import nn
 
+from crseg.models.eap.head_selection import check_capturable
 from crseg.registry import MODELS
 from .builder import build_part
 from .crseg import CRSeg
@@ -49,6 +52,8 @@ class AttentionOnlySegmentor(CRSeg):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
+        if isinstance(mllm, dict):  # before loading any weights
+            check_capturable(mllm, type(self).__name__)
         refiner = build_part(refiner)
         if refiner_prompts is None:
             identity = type(refiner).__name__ == 'IdentityRefiner'
@@ -68,6 +73,12 @@ class AttentionOnlySegmentor(CRSeg):
                          empty_answers=empty_answers, data_preprocessor=data_preprocessor,
                          train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg)
         self.refiner.requires_grad_(False)  # never trained on masks
+        check_capturable(self.mllm, type(self).__name__)
+        if hasattr(self.coarse_head, 'check_selection'):  # a head selection file fits?
+            hf_cfg = self.mllm.hf_model.config
+            name = getattr(hf_cfg, '_name_or_path', '') or type(self.mllm.hf_model).__name__
+            self.coarse_head.check_selection(self.capture, self.mllm.num_layers,
+                                             self.mllm.num_heads, name)
 
     @property
     def num_parse_failures(self) -> int:

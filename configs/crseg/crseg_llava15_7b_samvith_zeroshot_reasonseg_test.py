@@ -1,0 +1,9 @@
+# Training-free CR-Seg, LLaVA-1.5-7B + SAM ViT-H, on ReasonSeg test (first query per image, LISA protocol).
+# Run: python tools/test.py THIS_CONFIG  (no checkpoint; weights in data/weights/)
+_base_ = [
+    '../_base_/models/crseg_llava15_7b_samvith_zeroshot.py',
+    '../_base_/datasets/reasonseg.py',
+    '../_base_/schedules/schedule_zeroshot.py',
+    '../_base_/default_runtime.py',
+]
+train_dataloader = None  # nothing is trained (select_heads.py calibrates on --split)
