@@ -19,7 +19,7 @@ The answer tokens are found from character spans, in both places that need them:
 Both use :func:`answer_token_indices`: a token belongs to the answer when its character range is
 non-empty and overlaps the answer span. A token with an empty range (a special token, or a byte
 that completes a character decoded with the previous token) carries no answer text and is left
-out. Everything here is per sample, so rows never depend on the batch a sample is in.
+out; an empty answer span covers no token. Everything here is per sample, so rows never depend on the batch a sample is in.
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -38,7 +38,7 @@ def check_row_mode(rows: str, where: str = 'EAP') -> str:
 def answer_token_indices(token_spans: Sequence[Tuple[int, int]],
                          answer_span: Optional[Tuple[int, int]]) -> List[int]:
     """Indices of the tokens whose non-empty char range ``[s, e)`` overlaps ``answer_span``."""
-    if answer_span is None:
+    if answer_span is None or answer_span[1] <= answer_span[0]:
         return []
     a0, a1 = answer_span
     return [t for t, (s, e) in enumerate(token_spans) if s < a1 and e > a0 and e > s]
