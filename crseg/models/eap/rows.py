@@ -19,7 +19,8 @@ The answer tokens are found from character spans, in both places that need them:
 Both use :func:`answer_token_indices`: a token belongs to the answer when its character range is
 non-empty and overlaps the answer span. A token with an empty range (a special token, or a byte
 that completes a character decoded with the previous token) carries no answer text and is left
-out; an empty answer span covers no token. Everything here is per sample, so rows never depend on the batch a sample is in.
+out; an empty answer span covers no token. Everything here is per sample, so rows never depend
+on the batch a sample is in.
 """
 from typing import List, Optional, Sequence, Tuple
 
