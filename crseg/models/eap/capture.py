@@ -19,9 +19,7 @@ layer instead of O(keys^2). Gradients flow through the recomputation in training
 Two recording modes, set by the adapter through :meth:`EAPCapture.start`:
 
 * ``'rows'`` (teacher-forced forward): each sample's query rows are given as absolute sequence
-  indices (``MLLMBatch.query_rows``; which rows is the ``rows`` option: ``'answer'`` = the answer
-  tokens' positions, ``'pre_answer'`` = the positions that *predict* them (shifted by one),
-  ``'response'`` = every response token);
+  indices (``MLLMBatch.query_rows``; which rows is the ``rows`` option, see :mod:`.rows`);
 * ``'decode'`` (``generate`` with a kv cache): the last query row of every forward call (prefill
   and each decoding step) is recorded, so generation needs no extra forward pass.
 
@@ -34,9 +32,10 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .rows import ROW_MODES, check_row_mode
+
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar('crseg_eap_capture', default=None)
 EAP_ATTN_PREFIX = 'crseg_eap_'
-ROW_MODES = ('answer', 'pre_answer', 'response')
 
 
 def register_eap_attention(base: str = 'sdpa') -> str:
@@ -94,7 +93,7 @@ class EAPCapture:
         heads: 'all' or a list of attention-head indices (query heads; GQA handled).
         head_weights: optional weights multiplied into the channels: a list of length H' (per
             selected head) or a nested list [L'][H'].
-        rows: 'answer' | 'pre_answer' | 'response' (see the module docstring).
+        rows: 'answer' | 'pre_answer' | 'response' (see :mod:`crseg.models.eap.rows`).
 
     Use: ``capture = EAPCapture.build(dict(layers=[-4, -3, -2, -1], rows='answer'))`` and pass it
     to ``adapter.forward(batch, capture)`` / ``adapter.generate(..., capture=capture)``.
@@ -103,8 +102,7 @@ class EAPCapture:
     def __init__(self, layers: Union[str, Sequence[int]] = 'all',
                  heads: Union[str, Sequence[int]] = 'all',
                  head_weights: Optional[Sequence] = None, rows: str = 'answer'):
-        if rows not in ROW_MODES:
-            raise ValueError(f'EAPCapture: rows={rows!r}, expected one of {ROW_MODES}')
+        check_row_mode(rows, 'EAPCapture')
         self.layers, self.heads, self.head_weights, self.rows = layers, heads, head_weights, rows
         self._session = None
         self._token = None

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from .capture import EAPCapture
 from .coarse_head import normalize_channels
+from .rows import select_answer_rows
 
 
 class CaptureUnavailableError(RuntimeError):
@@ -63,7 +64,6 @@ def sample_head_maps(model, inputs: List[Tensor], data_sample,
     an ``answer`` (mode 'teacher'), otherwise generated and parsed as at inference ('generate').
     ``model`` is a CR-Seg-like segmentor (``mllm``, ``glcot``).
     """
-    from crseg.models.segmentors.answer_rows import select_answer_rows
     image = inputs[0].permute(1, 2, 0).cpu().numpy()
     meta = data_sample.metainfo
     prompt = model.glcot.build_prompt(meta['query'])

@@ -13,7 +13,7 @@ Call graph::
 A family (LLaVA, Qwen2-VL, ...) only provides the HF classes and the image grid; see
 ``llava.py`` / ``qwen2_vl.py``.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -24,26 +24,9 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
-from .batching import encode_batch
+from ..eap.rows import decode_lag
+from .batching import ImageTokenLayout, MLLMBatch, encode_batch
 from .geometry import ImageGeometry
-
-
-@dataclass
-class ImageTokenLayout:
-    """Where one image's tokens sit in the sequence and the (h, w) grid they form (row-major)."""
-    positions: Tensor
-    grid: Tuple[int, int]
-
-
-@dataclass
-class MLLMBatch:
-    """Model-ready inputs plus the bookkeeping EAP needs (see module docstring)."""
-    model_inputs: dict
-    labels: Optional[Tensor]
-    image_layouts: List[ImageTokenLayout]
-    query_rows: List[Tensor]
-    token_weights: Optional[Tensor] = None
-    response_spans: List[Tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -236,13 +219,15 @@ class BaseMLLMAdapter(BaseModule):
     def build_inputs(self, images: List[np.ndarray], prompts: List[str],
                      responses: Optional[List[str]] = None,
                      answer_spans: Optional[List[Tuple[int, int]]] = None,
-                     rows: str = 'answer') -> MLLMBatch:
+                     rows: str = 'answer', reserve_tokens: int = 0) -> MLLMBatch:
         """Tokenize a batch (one RGB uint8 HxWx3 image per sample); see module docstring.
 
         With ``responses`` the batch is right-padded and labelled for training, otherwise
         left-padded for generation. ``answer_spans`` are char spans inside each response.
+        ``reserve_tokens``: context kept free for generated tokens when a prompt is cut.
         """
-        return encode_batch(self, images, prompts, responses, answer_spans, rows)
+        return encode_batch(self, images, prompts, responses, answer_spans, rows,
+                            reserve_tokens)
 
     # ------------------------------------------------------------ forward / generate
     def _require_capture(self):
@@ -303,8 +288,8 @@ class BaseMLLMAdapter(BaseModule):
         capture (rows are recorded per decoding step of a single greedy sequence).
         """
         n_new = max_new_tokens or self.max_new_tokens
-        batch = self.build_inputs(images, prompts)
-        extra = 0 if capture is None or capture.rows == 'pre_answer' else 1
+        extra = 0 if capture is None else decode_lag(capture.rows)
+        batch = self.build_inputs(images, prompts, reserve_tokens=n_new + extra)
         gen_kwargs = dict(max_new_tokens=n_new + extra, do_sample=False,
                           pad_token_id=self.tokenizer.pad_token_id,
                           eos_token_id=self.tokenizer.eos_token_id)

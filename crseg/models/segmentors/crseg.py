@@ -37,10 +37,10 @@ from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor, nn
 
 from crseg.models.eap import EAPCapture
+from crseg.models.eap.rows import select_answer_rows
 from crseg.models.losses import bce_dice_losses
 from crseg.models.mllms.geometry import single_piece
 from crseg.registry import MODELS
-from .answer_rows import select_answer_rows
 from .builder import build_part
 
 REFINER_PROMPTS = ('points', 'map', 'box')
@@ -99,7 +99,7 @@ class CRSeg(BaseSegmentor):
         self.loss_weights = {**dict(lm=1.0, coarse=1.0, mask=1.0), **(loss_weights or {})}
         self.empty_answers = {a.lower() for a in empty_answers}
         self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
-        self.num_row_fallbacks = 0  # answers whose rows fell back (see answer_rows)
+        self.num_row_fallbacks = 0  # answers whose rows fell back (see eap.rows)
         self.align_corners = False
 
     # ------------------------------------------------------------------ helpers
