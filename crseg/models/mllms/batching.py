@@ -187,12 +187,14 @@ def encode_batch(adapter, images: List[np.ndarray], prompts: List[str],
         fill = t.new_full((n,), value)
         return torch.cat([fill, t] if left else [t, fill])
 
+    device = adapter.hf_model.device  # the processor works on the CPU; the model may not
     inputs = {'input_ids': torch.stack([pad(s['ids'], pad_id) for s in samples])}
     for k in samples[0]['per_token']:
         inputs[k] = torch.stack([pad(s['per_token'][k], 0) for s in samples])
     for k in samples[0]['images']:
         v = torch.cat([s['images'][k] for s in samples])
         inputs[k] = v.to(adapter.hf_model.dtype) if v.is_floating_point() else v
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     layouts, query_rows, spans = [], [], []
     for s in samples:
         shift = length - len(s['ids']) if left else 0
@@ -201,8 +203,8 @@ def encode_batch(adapter, images: List[np.ndarray], prompts: List[str],
         spans.append((s['response_span'][0] + shift, s['response_span'][1] + shift))
     labels = weights = None
     if responses is not None:
-        labels = torch.stack([pad(s['labels'], -100) for s in samples])
-        weights = torch.stack([pad(s['weights'], 0.0) for s in samples])
+        labels = torch.stack([pad(s['labels'], -100) for s in samples]).to(device)
+        weights = torch.stack([pad(s['weights'], 0.0) for s in samples]).to(device)
     return MLLMBatch(inputs, labels, layouts, query_rows, weights, spans)
 
 

@@ -158,3 +158,13 @@ def test_frozen_state_dict_and_capture_needs_greedy(tiny_llava_dir, adapter, ima
     with pytest.raises(ValueError, match='greedy'):
         adapter.generate(images[:1], ['q'], capture=EAPCapture(),
                          generation_kwargs=dict(num_beams=2))
+
+
+def test_inputs_follow_the_model_device(adapter, images):
+    """The processor builds CPU tensors; a model on another device (CUDA in real use, the meta
+    device here) must get its inputs, labels and weights there."""
+    adapter.hf_model.to('meta')
+    batch = adapter.build_inputs(images[:2], ['a', 'b'], ['answer: x', 'answer: y'],
+                                 [(8, 9), (8, 9)])
+    tensors = dict(batch.model_inputs, labels=batch.labels, weights=batch.token_weights)
+    assert {k: v.device.type for k, v in tensors.items()} == {k: 'meta' for k in tensors}
