@@ -55,7 +55,6 @@ def test_deepspeed_config_conversion(monkeypatch, name, stage):
     monkeypatch.setattr(S, 'check_strategy_available', lambda *a, **k: None)
     cfg = _cfg(type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic',
                clip_grad=dict(max_norm=1.5), accumulative_counts=4)
-    cfg.save_trainable_only = True
     S.apply_strategy(cfg, _snippet(name), name)
     st = cfg.strategy
     assert st.type == 'DeepSpeedStrategy' and st.zero_optimization.stage == stage
