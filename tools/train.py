@@ -126,7 +126,7 @@ def check_start_checkpoint(cfg, work_dir):
         if osp.isfile(last):
             with open(last, encoding='utf-8') as f:
                 path = f.read().strip()
-    if path:
+    if path and '://' not in path:  # URLs are mmengine's to fetch
         check_checkpoint_file(path)
 
 

@@ -25,7 +25,8 @@ Used by:
   ``load_from``) with :func:`check_state`;
 * ``tools/test.py`` / ``tools/demo.py``: :func:`load_trained_checkpoint` (strict: a missing
   trained weight, an unexpected key or a shape mismatch is an error, one line per kind),
-  or, without a checkpoint, :func:`require_no_random_parts`.
+  or, without a checkpoint, :func:`require_no_random_parts`. Keys the model does not have
+  are a warning only (a refiner-free ablation evaluated with a full CR-Seg checkpoint).
 """
 import logging
 import os
@@ -224,31 +225,33 @@ def checkpoint_state(ckpt: Mapping, filename: str) -> Dict[str, torch.Tensor]:
 
 
 def check_state(model: nn.Module, state: Mapping[str, torch.Tensor],
-                source: str) -> List[str]:
-    """The real problems of loading ``state`` into ``model``, one line per kind: trained
-    weights it lacks (named by part), keys the model does not have, shape mismatches.
+                source: str) -> Tuple[List[str], List[str]]:
+    """The real problems of loading ``state`` into ``model``, one line per kind, as
+    ``(errors, warnings)``. Errors: trained weights it lacks (named by part) and shape
+    mismatches (those weights could not be loaded either). Warning: keys the model does not
+    have (e.g. a full CR-Seg checkpoint evaluated with a refiner-free ablation).
     Pretrained-frozen weights may be absent (they come from their own files)."""
     own = state_entries(model)
     expected = set(own) - pretrained_frozen_keys(model)
-    lines = []
+    errors, warnings = [], []
     missing = sorted(expected - set(state))
     if missing:
-        lines.append(f'{source} lacks trained weights of {len(missing)} tensors: '
-                     f'{_short_list(_group(missing, expected, model))} '
-                     '(a checkpoint of another model or config?)')
-    unexpected = sorted(set(state) - set(own))
-    if unexpected:
-        tops = Counter(k.split('.')[0] for k in unexpected)
-        lines.append(f'{source} has {len(unexpected)} keys this model does not have: '
-                     f'{_short_list([f"{t}.* ({n})" for t, n in sorted(tops.items())])}, '
-                     f'e.g. {_short_list(unexpected, 3)}')
+        errors.append(f'{source} lacks trained weights of {len(missing)} tensors: '
+                      f'{_short_list(_group(missing, expected, model))} '
+                      '(a checkpoint of another model or config?)')
     mismatched = [f'{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
                   for k in sorted(set(state) & set(own))
                   if tuple(state[k].shape) != tuple(own[k].shape)]
     if mismatched:
-        lines.append(f'{source}: {len(mismatched)} shape mismatches (checkpoint vs model): '
-                     f'{_short_list(mismatched, 3)}')
-    return lines
+        errors.append(f'{source}: {len(mismatched)} shape mismatches (checkpoint vs model): '
+                      f'{_short_list(mismatched, 3)}')
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        tops = Counter(k.split('.')[0] for k in unexpected)
+        parts = _short_list([f'{t}.* ({n})' for t, n in sorted(tops.items())])
+        warnings.append(f'{source} has {len(unexpected)} keys this model does not have '
+                        f'(ignored): {parts}, e.g. {_short_list(unexpected, 3)}')
+    return errors, warnings
 
 
 def complete_state(model: nn.Module, state: dict) -> int:
@@ -265,12 +268,13 @@ def complete_state(model: nn.Module, state: dict) -> int:
 
 def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
                strict: bool = True) -> List[str]:
-    """Check (:func:`check_state`) and load; with ``strict`` any problem raises
-    :class:`CheckpointError`, otherwise each is logged and what fits is loaded."""
-    problems = check_state(model, state, source)
-    if problems and strict:
-        raise CheckpointError('\n'.join(problems))
-    for line in problems:
+    """Check (:func:`check_state`) and load what fits. With ``strict`` an error raises
+    :class:`CheckpointError` (all error lines); warnings (and, non-strict, errors) are logged.
+    Returns every problem line."""
+    errors, warnings = check_state(model, state, source)
+    if errors and strict:
+        raise CheckpointError('\n'.join(errors))
+    for line in errors + warnings:
         print_log(line, logger='current', level=logging.WARNING)
     own = state_entries(model)
     fits = {k: v for k, v in state.items()
@@ -280,7 +284,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
     print_log(f'loaded {len(fits)} tensors from {source}'
               + (f'; {n_frozen} pretrained-frozen ones come from their own files'
                  if n_frozen else ''), logger='current')
-    return problems
+    return errors + warnings
 
 
 def load_trained_checkpoint(model: nn.Module, filename: str, strict: bool = True) -> dict:

@@ -58,7 +58,7 @@ def test_state_dict_filter_and_strict_round_trip(tmp_path):
     path = tmp_path / 'trained.pth'
     torch.save({'state_dict': state, 'meta': {}}, path)
     fresh = Model(seed=2)  # same pretrained part, other random head
-    assert check_state(fresh, state, 'ckpt') == []
+    assert check_state(fresh, state, 'ckpt') == ([], [])
     load_trained_checkpoint(fresh, str(path))
     for k, v in m.state_dict().items():
         torch.testing.assert_close(fresh.state_dict()[k], v, msg=k)
@@ -74,18 +74,24 @@ def test_foreign_checkpoint_names_the_parts_it_lacks():
     assert msg.count('\n') == 0  # one line for one kind of problem
 
 
-def test_unexpected_keys_and_shape_mismatch_one_line_each():
+def test_unexpected_keys_warn_shape_mismatch_fails_one_line_each():
     state = dict(Model().state_dict())
     state['decode_head.conv.weight'] = torch.zeros(1)
+    state['decode_head.conv.bias'] = torch.zeros(1)
+    errors, warnings = check_state(Model(), state, 'x.pth')
+    assert errors == []
+    assert warnings == ['x.pth has 2 keys this model does not have (ignored): decode_head.* '
+                        '(2), e.g. decode_head.conv.bias, decode_head.conv.weight']
+    m = Model(seed=5)
+    load_state(m, state, 'x.pth')  # unexpected keys alone: loads
+    torch.testing.assert_close(m.head[0].weight, state['head.0.weight'])
     state['fixed.weight'] = torch.zeros(3, 3)
-    lines = check_state(Model(), state, 'x.pth')
-    assert len(lines) == 2
-    assert lines[0].startswith('x.pth has 1 keys this model does not have: decode_head.* (1)')
-    assert lines[1] == 'x.pth: 1 shape mismatches (checkpoint vs model): fixed.weight (3, 3) ' \
-                       'vs model (2, 2)'
+    with pytest.raises(CheckpointError, match=r'^x\.pth: 1 shape mismatches \(checkpoint vs '
+                       r'model\): fixed\.weight \(3, 3\) vs model \(2, 2\)$'):
+        load_state(Model(), state, 'x.pth')
     # non-strict: logged, and what fits is loaded
     m = Model(seed=5)
-    load_state(m, state, 'x.pth', strict=False)
+    assert len(load_state(m, state, 'x.pth', strict=False)) == 2
     torch.testing.assert_close(m.head[0].weight, state['head.0.weight'])
 
 

@@ -20,7 +20,8 @@ SMOKE = ROOT / 'configs/smoke/encdec_unet_smoke_randomshapes.py'
 def test_data_root_reaches_every_dataloader_explicit_keys_win():
     cfg = load_config(str(SYNTH), {'data_root': '/x/synth'})
     assert cfg.data_root == '/x/synth'
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    assert cfg.val_dataloader is None  # this config has no validation
+    for loader in ('train_dataloader', 'test_dataloader'):
         assert cfg[loader].dataset.data_root == '/x/synth', loader
     cfg = load_config(str(SYNTH), {'data_root': '/x/synth',
                                    'test_dataloader.dataset.data_root': '/y'})

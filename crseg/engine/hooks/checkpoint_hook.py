@@ -12,9 +12,9 @@ Two changes to ``mmengine.hooks.CheckpointHook`` (all its arguments work as befo
 * **The checkpoint policy** (:mod:`crseg.utils.checkpoint_policy`): during the run the
   model's ``state_dict()`` leaves out the pretrained-frozen weights, so checkpoints hold what
   was trained; every checkpoint mmengine loads (``--resume``, ``load_from``) is checked
-  first: trained weights it lacks, keys the model does not have and shape mismatches are
-  reported one line per kind and are an error (``strict_load=False``: a warning, e.g. to
-  start a new head from another model's checkpoint). The pretrained-frozen weights the
+  first: trained weights it lacks and shape mismatches are an error, one line per kind
+  (``strict_load=False``: a warning, e.g. to start a new head from another model's
+  checkpoint); keys the model does not have are a warning. The pretrained-frozen weights the
   checkpoint leaves out are taken from the model itself, so mmengine's loader prints no
   "missing keys" for them.
 
@@ -111,11 +111,11 @@ class CRSegCheckpointHook(CheckpointHook):
         source = f'checkpoint {runner._load_from}' if isinstance(
             getattr(runner, '_load_from', None), str) else 'the checkpoint'
         clean = {k.removeprefix('module.'): v for k, v in state.items()}
-        problems = check_state(model, clean, source)
-        if problems and self.strict_load:
-            raise CheckpointError('\n'.join(problems) + '\n(default_hooks.checkpoint.'
+        errors, warnings = check_state(model, clean, source)
+        if errors and self.strict_load:
+            raise CheckpointError('\n'.join(errors) + '\n(default_hooks.checkpoint.'
                                   'strict_load=False loads what fits, with warnings)')
-        for line in problems:
+        for line in errors + warnings:
             print_log(line, logger='current', level=logging.WARNING)
         if any(k.startswith('module.') for k in state):
             checkpoint['state_dict'] = state = clean
