@@ -1,9 +1,9 @@
 """tools/test.py and tools/demo.py without a checkpoint (issue 11 item 1).
 
-A training-free CR-Seg config (AttentionAggregator, frozen pretrained MLLM, SAM from a
-checkpoint file) whose tiny stand-ins are saved at the config's ``pretrained=`` /
-``checkpoint=`` paths runs and reports the metric; the same config with a learned coarse
-head fails before any evaluation, naming the head.
+A training-free config (the attention-only method: AttentionAggregator, frozen pretrained
+MLLM, frozen SAM from a checkpoint file) whose tiny stand-ins are saved at the config's
+``pretrained=`` / ``checkpoint=`` paths runs and reports the metric; CR-Seg with the same
+MLLM and SAM files but its learned coarse head fails before any evaluation, naming the head.
 """
 import os
 import subprocess
@@ -14,7 +14,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = ROOT / 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py'
+FREE = ROOT / 'configs/baselines/attnonly_tinyllava_tinysam_synthreason.py'
+LEARNED = ROOT / 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py'
 
 
 def _run(args):
@@ -32,13 +33,13 @@ def sam_file(tmp_path_factory, tiny_sam_arch):
     return path
 
 
-def _config(tmp_path, synth_root, llava, sam_file, arch, head):
+def _config(tmp_path, synth_root, llava, sam_file, arch, base):
     cfg = tmp_path / 'free.py'
     cfg.write_text(
-        f"_base_ = ['{BASE}']\n"
+        f"_base_ = ['{base}']\n"
         f"model = dict(mllm=dict(pretrained='{llava}', freeze=True, max_new_tokens=8),\n"
-        f"             coarse_head=dict(_delete_=True, {head}),\n"
-        f"             refiner=dict(arch={arch!r}, checkpoint='{sam_file}'))\n"
+        f"             refiner=dict(_delete_=True, type='SAMRefiner', arch={arch!r},\n"
+        f"                          checkpoint='{sam_file}', train_decoder=False))\n"
         f"data_root = '{synth_root}'\n"
         "test_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root))\n")
     return cfg
@@ -46,8 +47,7 @@ def _config(tmp_path, synth_root, llava, sam_file, arch, head):
 
 def test_training_free_config_runs_without_checkpoint(tmp_path, synth_root, tiny_llava_dir,
                                                       sam_file, tiny_sam_arch):
-    cfg = _config(tmp_path, synth_root, tiny_llava_dir, sam_file, tiny_sam_arch,
-                  "type='AttentionAggregator'")
+    cfg = _config(tmp_path, synth_root, tiny_llava_dir, sam_file, tiny_sam_arch, FREE)
     r = _run(['tools/test.py', cfg, '--work-dir', tmp_path / 'w'])
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
@@ -64,8 +64,7 @@ def test_training_free_config_runs_without_checkpoint(tmp_path, synth_root, tiny
 
 def test_learned_head_without_checkpoint_fails_naming_it(tmp_path, synth_root, tiny_llava_dir,
                                                          sam_file, tiny_sam_arch):
-    cfg = _config(tmp_path, synth_root, tiny_llava_dir, sam_file, tiny_sam_arch,
-                  "type='EAPCoarseHead', channels=8")
+    cfg = _config(tmp_path, synth_root, tiny_llava_dir, sam_file, tiny_sam_arch, LEARNED)
     for args in (['tools/test.py', cfg, '--work-dir', tmp_path / 'w'],
                  ['tools/demo.py', 'unused.jpg', 'a query', '--config', cfg]):
         r = _run(args)
