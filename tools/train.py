@@ -32,8 +32,7 @@ from mmengine.runner import FlexibleRunner
 from crseg.engine.runner import CRSegRunner
 from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
                                      canonical_strategy_name, check_world_size,
-                                     cpu_distributed_patch, finalize_strategy,
-                                     world_size_from_env)
+                                     cpu_distributed_patch, finalize_strategy, world_size_from_env)
 from crseg.utils import register_all_modules
 from crseg.utils.cfg_options import CfgOptionsAction
 from crseg.utils.checkpoint_policy import check_checkpoint_file

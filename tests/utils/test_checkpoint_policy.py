@@ -6,8 +6,8 @@ import torch.nn as nn
 from crseg.utils.checkpoint_policy import (CheckpointError, check_state, complete_state,
                                            install_state_dict_filter, load_state,
                                            load_trained_checkpoint, pretrained_frozen_keys,
-                                           random_parts, read_checkpoint,
-                                           require_no_random_parts, trained_keys)
+                                           random_parts, read_checkpoint, require_no_random_parts,
+                                           trained_keys)
 
 
 class Pretrained(nn.Module):
@@ -125,3 +125,49 @@ def test_unreadable_checkpoint_files_are_named(tmp_path, content, message):
         read_checkpoint(str(tmp_path / name))
     with pytest.raises(FileNotFoundError, match='checkpoint does not exist: .*nope.pth'):
         read_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+def test_crseg_with_frozen_lora_mllm_and_pretrained_sam(tmp_path, tiny_llava_dir, tiny_sam_arch,
+                                                        capfd):
+    """The real parts: a frozen LLaVA with LoRA (pretrained=) and SAM (checkpoint=)."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from crseg.models.refiners import SAMRefiner
+    from crseg.registry import MODELS
+    torch.manual_seed(0)
+    sam = tmp_path / 'sam.pth'
+    torch.save(SAMRefiner(tiny_sam_arch).sam.state_dict(), sam)
+    cfg = Config.fromfile('configs/_base_/models/crseg_tinyllava_tinysam.py').model
+    cfg.mllm.update(pretrained=tiny_llava_dir, freeze=True, lora=dict(r=2, alpha=4))
+    cfg.refiner.update(arch=tiny_sam_arch, checkpoint=str(sam))
+    cfg.coarse_head.channels = 4
+
+    def build(seed):
+        torch.manual_seed(seed)
+        with DefaultScope.overwrite_default_scope('crseg'):
+            return MODELS.build(cfg)
+
+    model = build(1)
+    handle = install_state_dict_filter(model)
+    state = model.state_dict()
+    handle.remove()
+    assert {k.split('.')[0] for k in state} == {'mllm', 'coarse_head', 'refiner'}
+    assert all('lora_' in k for k in state if k.startswith('mllm.'))
+    assert not any(k.startswith('refiner.sam.image_encoder.') for k in state)
+    frozen = pretrained_frozen_keys(model)
+    assert frozen == set(model.state_dict()) - set(state)
+    assert 'mllm.hf_model.lm_head.weight' in frozen  # the base LLaVA and SAM's encoder
+    assert any(k.startswith('refiner.sam.image_encoder.') for k in frozen)
+    torch.save({'state_dict': state}, tmp_path / 'trained.pth')
+    fresh = build(2)
+    capfd.readouterr()
+    load_trained_checkpoint(fresh, str(tmp_path / 'trained.pth'))
+    assert 'missing' not in capfd.readouterr().out
+    for k, v in state.items():
+        torch.testing.assert_close(fresh.state_dict()[k], v, msg=k)
+    foreign = {k: v for k, v in state.items() if k.startswith('refiner.')}
+    with pytest.raises(CheckpointError, match=r'lacks trained weights of \d+ tensors: '
+                       r'coarse_head \(EAPCoarseHead, \d+ tensors\), mllm \(LlavaAdapter, '
+                       r'\d+ tensors\)'):
+        load_state(build(3), foreign, 'foreign.pth')

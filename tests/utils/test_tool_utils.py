@@ -9,8 +9,7 @@ import torch
 from mmengine.config import Config
 
 from crseg.utils import tool_utils
-from crseg.utils.tool_utils import (CPU_FLAG, check_optim_wrapper_device, load_config,
-                                    lock_work_dir)
+from crseg.utils.tool_utils import CPU_FLAG, check_optim_wrapper_device, load_config, lock_work_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTH = ROOT / 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py'
