@@ -3,9 +3,10 @@
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
 
-With CHECKPOINT, it is loaded strictly (``crseg.utils.checkpoint_policy``): trained weights
-it lacks, keys the model does not have and shape mismatches are an error, one line per kind;
-pretrained-frozen weights come from the config's ``pretrained=`` / ``checkpoint=`` files.
+With CHECKPOINT (or a ``load_from`` in the config), it is loaded strictly
+(``crseg.utils.checkpoint_policy``): trained weights it lacks and shape mismatches are an
+error, keys the model does not have a warning, one line per kind; pretrained-frozen weights
+come from the config's ``pretrained=`` / ``checkpoint=`` files.
 Without CHECKPOINT every weight must come from such a file: a part with random weights (a
 learned head, an MLLM built from ``config=``, a SAM without ``checkpoint=``) stops the run
 before any evaluation, named. Each run writes into its own folder ``WORK_DIR/<timestamp>``
@@ -59,9 +60,12 @@ def trigger_visualization_hook(cfg, show_dir):
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    if args.checkpoint is not None:
+    if args.checkpoint is not None:  # a bad file is named before the config is read
         check_checkpoint_file(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
+    checkpoint = args.checkpoint or cfg.get('load_from')  # a config's load_from counts too
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = None  # loaded below, strictly
@@ -75,8 +79,8 @@ def main():
         cfg.test_evaluator.append(dict(type='MaskDumpMetric', out_dir=args.out))
     runner = CRSegRunner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    if args.checkpoint is not None:
-        load_trained_checkpoint(model, args.checkpoint)
+    if checkpoint is not None:
+        load_trained_checkpoint(model, checkpoint)
     else:
         require_no_random_parts(model, 'tools/test.py')
     runner.test()
