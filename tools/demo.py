@@ -1,28 +1,31 @@
 """Segment one image from one query and draw what the model did.
 
-    python tools/demo.py IMAGE "QUERY" --config CFG --checkpoint CKPT --out DIR
+    python tools/demo.py IMAGE "QUERY" --config CFG [--checkpoint CKPT] [--out DIR]
+                         [--cfg-options k=v ...]
 
 Writes ``DIR/<stem>_mask.png`` (0/255) and ``DIR/<stem>_vis.png`` (image, EAP
 heat-map with the points, refined mask, and the GLCoT text), and prints the
 model's response. Grayscale, RGBA and 16-bit images are read as 8-bit colour.
+The checkpoint is loaded strictly (``crseg.utils.checkpoint_policy``); without one, every
+weight must come from the config's ``pretrained=`` / ``checkpoint=`` files (parts with random
+weights are refused, named). An empty query is refused.
 """
 import argparse
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
-from mmengine.runner import load_checkpoint
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import load_config  # noqa: E402
-
-from crseg.registry import MODELS  # noqa: E402
-from crseg.utils import register_all_modules  # noqa: E402
-from crseg.visualization import render_prediction  # noqa: E402
+from crseg.registry import MODELS
+from crseg.utils import register_all_modules
+from crseg.utils.cfg_options import CfgOptionsAction
+from crseg.utils.checkpoint_policy import (check_checkpoint_file, load_trained_checkpoint,
+                                           require_no_random_parts)
+from crseg.utils.tool_utils import load_config
+from crseg.visualization import render_prediction
 
 
 def parse_args():
@@ -30,19 +33,33 @@ def parse_args():
     p.add_argument('image')
     p.add_argument('query')
     p.add_argument('--config', required=True)
-    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--checkpoint', default=None,
+                   help="trained checkpoint; without it, all weights come from the config's "
+                   'pretrained=/checkpoint= files')
     p.add_argument('--out', default='demo_out')
     p.add_argument('--sentence', action='store_true', help='the query is a long sentence')
     p.add_argument('--device', default='cpu')
-    return p.parse_args()
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
+                   help='override config settings, key=value pairs (e.g. '
+                   'model.mllm.pretrained=/path/to/local/folder)')
+    args = p.parse_args()
+    if not args.query.strip():
+        p.error('the query is empty: give the text to segment by, e.g. '
+                '"the thing you would sit on"')
+    return args
 
 
-def build_model(cfg, checkpoint, device='cpu'):
+def build_model(cfg, checkpoint=None, device='cpu'):
+    """The config's model with ``checkpoint`` loaded strictly, or (None) on its pretrained
+    weights alone (random parts refused); in eval mode on ``device``."""
     init_default_scope(cfg.get('default_scope', 'crseg'))
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint)
     model = MODELS.build(cfg.model)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint does not exist: {checkpoint}')
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=False)
+    if checkpoint is not None:
+        load_trained_checkpoint(model, checkpoint)
+    else:
+        require_no_random_parts(model, 'tools/demo.py')
     return model.to(device).eval()
 
 
@@ -56,6 +73,8 @@ def inference_pipeline(cfg):
 def segment(model, pipeline, image_path, query, is_sentence=False):
     if not osp.isfile(image_path):
         raise FileNotFoundError(f'image does not exist: {image_path}')
+    if not query.strip():
+        raise ValueError(f'the query for {image_path} is empty')
     data = pipeline(dict(img_path=image_path, query=query, is_sentence=is_sentence,
                          glcot=None, query_type=None, sample_idx=0))
     return model.test_step(pseudo_collate([data]))[0]
@@ -64,7 +83,7 @@ def segment(model, pipeline, image_path, query, is_sentence=False):
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.cfg_options)
     model = build_model(cfg, args.checkpoint, args.device)
     sample = segment(model, inference_pipeline(cfg), args.image, args.query, args.sentence)
     os.makedirs(args.out, exist_ok=True)

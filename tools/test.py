@@ -1,34 +1,42 @@
-"""Evaluate a checkpoint with mmengine's Runner (evaluation runs in the runner).
+"""Evaluate a config (with a trained checkpoint, or on its pretrained weights alone).
 
     python tools/test.py CONFIG [CHECKPOINT] [--work-dir DIR] [--out DIR]
                          [--show-dir DIR] [--cfg-options k=v ...] [--launcher pytorch]
+
+With CHECKPOINT (or a ``load_from`` in the config), it is loaded strictly
+(``crseg.utils.checkpoint_policy``): trained weights it lacks and shape mismatches are an
+error, keys the model does not have a warning, one line per kind; pretrained-frozen weights
+come from the config's ``pretrained=`` / ``checkpoint=`` files.
+Without CHECKPOINT every weight must come from such a file: a part with random weights (a
+learned head, an MLLM built from ``config=``, a SAM without ``checkpoint=``) stops the run
+before any evaluation, named. Each run writes into its own folder ``WORK_DIR/<timestamp>``
+(``CRSegRunner``), so runs started together overwrite nothing.
 """
 import argparse
 import os
-import os.path as osp
-import sys
 
-from mmengine.runner import Runner
+from mmengine.model import is_model_wrapper
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from train import load_config, setup_work_dir  # noqa: E402
-
-from crseg.engine.strategies import cpu_distributed_patch  # noqa: E402
-from crseg.utils import register_all_modules  # noqa: E402
+from crseg.engine.runner import CRSegRunner
+from crseg.engine.strategies import cpu_distributed_patch
+from crseg.utils import register_all_modules
+from crseg.utils.cfg_options import CfgOptionsAction
+from crseg.utils.checkpoint_policy import (check_checkpoint_file, load_trained_checkpoint,
+                                           require_no_random_parts)
+from crseg.utils.tool_utils import load_config, setup_work_dir
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and evaluate) a segmentor')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', nargs='?',
-                        help='checkpoint file (optional: a config whose weights all come from '
-                        'pretrained= / checkpoint= needs none)')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='trained checkpoint; without it, all weights come from the '
+                        "config's pretrained=/checkpoint= files")
     parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
     parser.add_argument('--out', help='dir to save the predicted masks as PNG files')
     parser.add_argument('--show-dir', help='dir to save drawn predictions')
-    parser.add_argument('--cfg-options', nargs='+', action=__import__(
-        'mmengine.config', fromlist=['DictAction']).DictAction,
-        help='override config settings, key=value pairs')
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
+                        help='override config settings, key=value pairs')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -52,13 +60,15 @@ def trigger_visualization_hook(cfg, show_dir):
 def main():
     args = parse_args()
     register_all_modules(init_default_scope=False)
-    if args.checkpoint is not None and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint does not exist: {args.checkpoint}')
+    if args.checkpoint is not None:  # a bad file is named before the config is read
+        check_checkpoint_file(args.checkpoint)
     cfg = load_config(args.config, args.cfg_options)
+    checkpoint = args.checkpoint or cfg.get('load_from')  # a config's load_from counts too
+    if checkpoint is not None:
+        check_checkpoint_file(checkpoint)
     cfg.launcher = args.launcher
     setup_work_dir(cfg, args.config, args.work_dir)
-    if args.checkpoint is not None:
-        cfg.load_from = args.checkpoint
+    cfg.load_from = None  # loaded below, strictly
     if args.launcher == 'pytorch':
         cpu_distributed_patch(cfg)  # gloo and no cuda.set_device on CPU-only machines
     if args.show_dir:
@@ -67,7 +77,12 @@ def main():
         cfg.test_evaluator = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
             else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='MaskDumpMetric', out_dir=args.out))
-    runner = Runner.from_cfg(cfg)
+    runner = CRSegRunner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if checkpoint is not None:
+        load_trained_checkpoint(model, checkpoint)
+    else:
+        require_no_random_parts(model, 'tools/test.py')
     runner.test()
 
 

@@ -11,24 +11,33 @@ snippet file) and runs on mmengine's ``FlexibleRunner`` with that strategy (see
 ``strategy.*`` keys again after it, so ``--cfg-options strategy.model_wrapper.mixed_precision=None``
 works. A config with a ``strategy`` (a snippet in its ``_base_``) also runs on FlexibleRunner.
 Config keys this script understands besides mmengine's: ``global_batch_size`` (per-process
-batch derived from the world size; a world size that does not divide it is an error) and
-``save_trainable_only`` (checkpoints hold only trainable weights, see
-``TrainableCheckpointHook``). Without CUDA, ``--launcher pytorch`` runs on gloo.
+batch derived from the world size; a world size that does not divide it is an error).
+Without CUDA, ``--launcher pytorch`` runs on gloo, and an ``AmpOptimWrapper`` stops the run
+before any work with the flag for a CPU run (``--cfg-options optim_wrapper.type=OptimWrapper``).
+What checkpoints hold and how they are written: ``crseg.engine.hooks.CRSegCheckpointHook``.
+Plain (non-strategy) runs use ``CRSegRunner`` (a run folder of its own); one training per work
+dir at a time (a second one is refused). A plain ``--launcher pytorch`` run takes its DDP
+wrapper settings from ``configs/_base_/strategies/ddp.py`` unless the config sets
+``model_wrapper_cfg``.
 """
 import argparse
 import logging
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
-from mmengine.runner import FlexibleRunner, Runner
+from mmengine.runner import FlexibleRunner
 
+from crseg.engine.runner import CRSegRunner
 from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
                                      canonical_strategy_name, check_world_size,
-                                     cpu_distributed_patch, finalize_strategy,
-                                     world_size_from_env)
+                                     cpu_distributed_patch, finalize_strategy, world_size_from_env)
 from crseg.utils import register_all_modules
+from crseg.utils.cfg_options import CfgOptionsAction
+from crseg.utils.checkpoint_policy import check_checkpoint_file
+from crseg.utils.tool_utils import (check_optim_wrapper_device, load_config, lock_work_dir,
+                                    setup_work_dir)
 
 STRATEGY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                         'configs', '_base_', 'strategies')
@@ -43,7 +52,7 @@ def parse_args():
                         'the latest one in the work dir')
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic mixed precision training')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, key=value pairs')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
@@ -71,16 +80,6 @@ def strategy_snippet(name):
     return path
 
 
-def load_config(path, cfg_options=None):
-    """Read a config, failing clearly when the file does not exist."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config file does not exist: {path}')
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
-
-
 def setup_strategy(cfg, strategy=None, cfg_options=None):
     """Apply ``--strategy`` (or complete a strategy the config already has).
 
@@ -98,13 +97,6 @@ def setup_strategy(cfg, strategy=None, cfg_options=None):
         finalize_strategy(cfg)
 
 
-def setup_work_dir(cfg, config_path, work_dir=None):
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
-
-
 def enable_amp(cfg):
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper == 'AmpOptimWrapper':
@@ -117,21 +109,31 @@ def enable_amp(cfg):
     cfg.optim_wrapper.loss_scale = 'dynamic'
 
 
-def add_trainable_only_hook(cfg):
-    """``save_trainable_only=True`` -> a ``TrainableCheckpointHook`` (once)."""
-    if not cfg.get('save_trainable_only', False):
-        return
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(h.get('type') == 'TrainableCheckpointHook' for h in hooks):
-        hooks.append(dict(type='TrainableCheckpointHook'))
-    cfg.custom_hooks = hooks
+def ddp_wrapper_for_plain_runner(cfg):
+    """A plain ``--launcher pytorch`` run: the DDP settings of the ``ddp`` strategy snippet
+    (one place for them) unless the config sets ``model_wrapper_cfg``."""
+    if cfg.get('model_wrapper_cfg') is None:
+        snippet = Config.fromfile(osp.join(STRATEGY_DIR, 'ddp.py'))
+        cfg.model_wrapper_cfg = snippet.strategy.model_wrapper
+
+
+def check_start_checkpoint(cfg, work_dir):
+    """A ``--resume``/``load_from`` file that is empty or not a checkpoint: named, now."""
+    path = cfg.get('load_from')
+    if path is None and cfg.get('resume'):
+        last = osp.join(work_dir, 'last_checkpoint')
+        if osp.isfile(last):
+            with open(last, encoding='utf-8') as f:
+                path = f.read().strip()
+    if path and '://' not in path:  # URLs are mmengine's to fetch
+        check_checkpoint_file(path)
 
 
 def build_runner(cfg):
     """FlexibleRunner for strategy configs, the classic Runner otherwise."""
     if cfg.get('runner_type') == 'FlexibleRunner' or cfg.get('strategy') is not None:
         return FlexibleRunner.from_cfg(cfg)
-    return Runner.from_cfg(cfg)
+    return CRSegRunner.from_cfg(cfg)
 
 
 def main():
@@ -148,7 +150,9 @@ def main():
                          'tools/dist_train.sh CONFIG NPROC (NPROC may be 1) or --launcher '
                          'pytorch under torchrun; for a plain single-process run drop --strategy')
     check_world_size(cfg, world_size_from_env() if args.launcher != 'none' else 1)
-    add_trainable_only_hook(cfg)
+    check_optim_wrapper_device(cfg)
+    if args.launcher != 'none' and cfg.get('strategy') is None:
+        ddp_wrapper_for_plain_runner(cfg)
     if args.launcher == 'pytorch':
         cpu_distributed_patch(cfg)
     setup_work_dir(cfg, args.config, args.work_dir)
@@ -156,6 +160,8 @@ def main():
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    check_start_checkpoint(cfg, cfg.work_dir)
+    lock_work_dir(cfg.work_dir)
     runner = build_runner(cfg)
     runner.train()
 

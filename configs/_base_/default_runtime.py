@@ -11,6 +11,6 @@ log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
-# Under DDP: SAM's prompt encoder and parts of HF models (e.g. embeddings a prompt type never
-# uses) get no gradient in some steps, so DDP must look for unused parameters.
-model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
+# DDP settings live in one place, strategies/ddp.py: `--strategy ddp` uses it, and a plain
+# `--launcher pytorch` run takes its model_wrapper from it (tools/train.py).
+# Checkpoints: the schedules' CRSegCheckpointHook (atomic saves, trained weights only).

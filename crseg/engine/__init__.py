@@ -1,2 +1,3 @@
 from . import hooks  # noqa: F401
+from . import runner  # noqa: F401
 from . import strategies  # noqa: F401

@@ -119,8 +119,9 @@ def finalize_strategy(cfg: Config, name: Optional[str] = None) -> Config:
     strategy = dict(cfg.strategy)
     check_strategy_available(strategy, name)
     if strategy.get('type') == 'DeepSpeedStrategy':
-        if cfg.get('save_trainable_only', False):
-            strategy.setdefault('exclude_frozen_parameters', True)
+        # The checkpoint policy (crseg.utils.checkpoint_policy) for DeepSpeed's own
+        # checkpoint folders: DeepSpeed can only leave out *every* frozen weight.
+        strategy.setdefault('exclude_frozen_parameters', True)
         _deepspeed_optim_wrapper(cfg, strategy)
     cfg.strategy = ConfigDict(strategy)
     cfg.runner_type = 'FlexibleRunner'

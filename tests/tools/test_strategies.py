@@ -55,7 +55,6 @@ def test_deepspeed_config_conversion(monkeypatch, name, stage):
     monkeypatch.setattr(S, 'check_strategy_available', lambda *a, **k: None)
     cfg = _cfg(type='AmpOptimWrapper', dtype='bfloat16', loss_scale='dynamic',
                clip_grad=dict(max_norm=1.5), accumulative_counts=4)
-    cfg.save_trainable_only = True
     S.apply_strategy(cfg, _snippet(name), name)
     st = cfg.strategy
     assert st.type == 'DeepSpeedStrategy' and st.zero_optimization.stage == stage
@@ -200,3 +199,16 @@ def test_strategy_from_config_base_is_completed(monkeypatch, tmp_path):
     assert cfg.runner_type == 'FlexibleRunner' and cfg.strategy.zero_optimization.stage == 3
     assert set(cfg.optim_wrapper) == {'type', 'optimizer'}
     assert cfg.strategy.gradient_clipping == 1.0
+
+
+def test_plain_ddp_run_takes_the_ddp_snippet_settings():
+    """One place for DDP settings: a plain --launcher pytorch run reads strategies/ddp.py."""
+    train = _train_module()
+    cfg = train.load_config(str(SMOKE))
+    assert cfg.get('model_wrapper_cfg') is None  # default_runtime.py no longer sets one
+    train.ddp_wrapper_for_plain_runner(cfg)
+    assert cfg.model_wrapper_cfg == _snippet('ddp').strategy.model_wrapper
+    assert cfg.model_wrapper_cfg.find_unused_parameters is True
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=False)
+    train.ddp_wrapper_for_plain_runner(cfg)  # a config's own setting wins
+    assert cfg.model_wrapper_cfg['find_unused_parameters'] is False

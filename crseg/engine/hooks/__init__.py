@@ -1,4 +1,4 @@
+from .checkpoint_hook import CRSegCheckpointHook
 from .time_budget_hook import TimeBudgetHook
-from .trainable_checkpoint_hook import TrainableCheckpointHook
 
-__all__ = ['TimeBudgetHook', 'TrainableCheckpointHook']
+__all__ = ['CRSegCheckpointHook', 'TimeBudgetHook']

@@ -60,7 +60,8 @@ class BaseMLLMAdapter(BaseModule):
             ``['q_proj']`` matches by suffix, vision tower included). LoRA weights are fp32
             whatever ``torch_dtype``; :meth:`init_weights` never re-draws them.
         freeze: freeze the base model weights (LoRA stays trainable); frozen weights stay in
-            eval mode and are left out of ``state_dict``.
+            eval mode and, loaded with ``pretrained=``, are left out of checkpoints
+            (``crseg.utils.checkpoint_policy``: ``weights_from`` records the folder).
         gradient_checkpointing: enable HF gradient checkpointing (non-reentrant).
         max_new_tokens: default generation length. answer_token_weight: LM-loss weight of the
             answer tokens (other response tokens weigh 1).
@@ -83,6 +84,7 @@ class BaseMLLMAdapter(BaseModule):
             raise ValueError(f'{type(self).__name__}: config= needs processor= (a saved '
                              'processor folder, e.g. from tools/misc/make_tiny_mllm.py)')
         dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        self.weights_from = pretrained  # checkpoint policy: None = random weights
         self.processor = AutoProcessor.from_pretrained(proc_src,
                                                        trust_remote_code=trust_remote_code)
         self.tokenizer = self.processor.tokenizer
@@ -193,20 +195,6 @@ class BaseMLLMAdapter(BaseModule):
                                             for p in self.hf_model.parameters()):
             self.hf_model.eval()  # fully frozen: keep dropout etc. in eval mode
         return self
-
-    def state_dict(self, *args, destination=None, prefix='', keep_vars=False):
-        """Frozen base weights are left out (checkpoints hold what was trained)."""
-        sd = super().state_dict(*args, destination=destination, prefix=prefix,
-                                keep_vars=keep_vars)
-        if not self.freeze:
-            return sd
-        frozen = {prefix + 'hf_model.' + k for k, p in self.hf_model.named_parameters()
-                  if not p.requires_grad}
-        frozen |= {prefix + 'hf_model.' + k for k, _ in self.hf_model.named_buffers()}
-        for k in list(sd):
-            if k in frozen:
-                del sd[k]
-        return sd
 
     # ------------------------------------------------------------ inputs
     def chat_text(self, prompt: str) -> str:

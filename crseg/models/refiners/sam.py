@@ -13,13 +13,10 @@ Call graph::
 Pre- and post-processing are SamPredictor's, so for the same model and
 prompts the masks equal ``SamPredictor.predict(..., return_logits=True)``.
 
-Checkpoints: parts that are frozen *and* came from ``checkpoint=`` are left
-out of :meth:`state_dict` (they are re-read from ``checkpoint`` when the
-model is built). A load pre-hook fills them back in from the module itself,
-so a trained checkpoint loads with ``strict=False`` (mmengine's default) and
-also with ``strict=True``; the segmentor needs nothing special. Frozen parts
-of a model built *without* a checkpoint are random and kept in the state
-dict, since nothing else could restore them.
+Checkpoints: ``weights_from`` records ``checkpoint``, so parts that are
+frozen *and* came from it are left out of crseg checkpoints and re-read from
+``checkpoint`` when the model is built (``crseg.utils.checkpoint_policy``).
+Frozen parts of a model built *without* a checkpoint are random and kept.
 """
 import logging
 from typing import List, Optional, Sequence
@@ -41,12 +38,8 @@ from .sam_arch import build_sam, load_sam_checkpoint
 _PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
 
 
-def _state_dict_post_hook(module, state_dict, prefix, local_metadata):
-    module._drop_pretrained_frozen(state_dict, prefix)
-
-
 def _load_pre_hook(module, state_dict, prefix, *args):
-    module._fill_pretrained_frozen(state_dict, prefix)
+    module.cache.clear()  # embeddings of the old encoder weights
 
 
 @MODELS.register_module()
@@ -96,6 +89,7 @@ class SAMRefiner(BaseModule):
         self.arch = arch
         self.sam = build_sam(arch)
         self.checkpoint = checkpoint
+        self.weights_from = checkpoint  # checkpoint policy: None = random weights
         if checkpoint is not None:
             load_sam_checkpoint(self.sam, checkpoint, repr(arch))
             print_log(f'SAMRefiner: loaded {checkpoint} into arch {arch!r}',
@@ -112,9 +106,6 @@ class SAMRefiner(BaseModule):
                            mask_decoder=not train_decoder)
         for part, frozen in self.frozen.items():
             getattr(self.sam, part).requires_grad_(not frozen)
-        # Only pretrained frozen weights can be re-read from `checkpoint`.
-        self._excluded = tuple(f'sam.{p}.' for p, f in self.frozen.items()
-                               if f and checkpoint is not None)
         self.multimask_output = multimask_output
         self.mask_frame = mask_frame
         self.mask_pad_value = mask_pad_value
@@ -125,7 +116,6 @@ class SAMRefiner(BaseModule):
         self.img_size = self.sam.image_encoder.img_size
         self.transform = ResizeLongestSide(self.img_size)
         self.cache = EmbeddingCache(cache_size)
-        self.register_state_dict_post_hook(_state_dict_post_hook)
         self.register_load_state_dict_pre_hook(_load_pre_hook)
         self.train(self.training)
 
@@ -155,24 +145,6 @@ class SAMRefiner(BaseModule):
         if mode and self.encoder_trainable:
             self.cache.clear()
         return self
-
-    def _drop_pretrained_frozen(self, state_dict, prefix: str) -> None:
-        """state_dict post-hook: leave out frozen weights from `checkpoint`."""
-        for key in [k for k in state_dict if k.startswith(prefix)]:
-            if key[len(prefix):].startswith(self._excluded):
-                del state_dict[key]
-
-    def _fill_pretrained_frozen(self, state_dict, prefix: str) -> None:
-        """load pre-hook: absent frozen pretrained keys keep their values."""
-        self.cache.clear()
-        if not self._excluded:
-            return
-        for part_prefix in self._excluded:
-            part = getattr(self.sam, part_prefix.split('.')[1])
-            own = part.state_dict(prefix=prefix + part_prefix,
-                                  keep_vars=True)
-            for key, value in own.items():
-                state_dict.setdefault(key, value.detach())
 
     # -------------------------------------------------------------- encoder
     def input_size(self, h: int, w: int) -> tuple:

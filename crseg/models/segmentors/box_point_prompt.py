@@ -32,6 +32,7 @@ from crseg.registry import MODELS
 from .box_point_parser import build_box_point_target, parse_box_point_answer
 from .builder import build_part
 from .crseg import CRSeg
+from .loss_weights import merge_loss_weights
 from .seg_token import write_predictions
 
 BOX_POINT_INSTRUCTION = (
@@ -72,7 +73,8 @@ class BoxPointPromptSegmentor(BaseSegmentor):
         self.refiner = build_part(refiner)
         self.instruction = instruction
         self.use_glcot_think = use_glcot_think
-        self.loss_weights = {**dict(lm=1.0, mask=1.0), **(loss_weights or {})}
+        self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
+                                               loss_weights)
         self.max_new_tokens = max_new_tokens
         self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
         self.num_parse_failures = 0

@@ -42,6 +42,7 @@ from crseg.models.losses import bce_dice_losses
 from crseg.models.mllms.geometry import single_piece
 from crseg.registry import MODELS
 from .builder import build_part
+from .loss_weights import merge_loss_weights
 
 REFINER_PROMPTS = ('points', 'map', 'box')
 
@@ -96,7 +97,8 @@ class CRSeg(BaseSegmentor):
             raise ValueError(f'CRSeg.refiner_prompts: unknown {sorted(bad)}; '
                              f'choose from {REFINER_PROMPTS}')
         self.refiner_prompts = tuple(refiner_prompts)
-        self.loss_weights = {**dict(lm=1.0, coarse=1.0, mask=1.0), **(loss_weights or {})}
+        self.loss_weights = merge_loss_weights(
+            type(self).__name__, dict(lm=1.0, coarse=1.0, mask=1.0), loss_weights)
         self.empty_answers = {a.lower() for a in empty_answers}
         self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
         self.num_row_fallbacks = 0  # answers whose rows fell back (see eap.rows)

@@ -50,6 +50,7 @@ from crseg.registry import MODELS
 from . import lisa_protocol as lisa
 from .builder import build_part
 from .crseg import CRSeg
+from .loss_weights import merge_loss_weights
 
 EMPTY_LOGIT = -10.0
 PROTOCOLS = ('lisa', 'generate')
@@ -125,7 +126,8 @@ class SegTokenSegmentor(BaseSegmentor):
         hidden = projector_channels or d_text
         self.projector = nn.Sequential(nn.Linear(d_text, hidden), nn.ReLU(inplace=True),
                                        nn.Linear(hidden, d_prompt))
-        self.loss_weights = {**dict(lm=1.0, mask=1.0), **(loss_weights or {})}
+        self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
+                                               loss_weights)
         self.max_new_tokens = max_new_tokens
         self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
         self.num_parse_failures = 0  # predictions without [SEG]

@@ -7,6 +7,7 @@ import torch
 from crseg.models.eap import EAPCapture
 from crseg.models.mllms import LlavaAdapter, batching
 from crseg.registry import MODELS
+from crseg.utils.checkpoint_policy import pretrained_frozen_keys
 
 
 @pytest.fixture
@@ -115,8 +116,9 @@ def test_lora_freeze_state_dict_and_grads(tiny_llava_dir, images):
     adapter.train()
     trainable = [k for k, p in adapter.named_parameters() if p.requires_grad]
     assert trainable and all('lora_' in k and 'language_model' in k for k in trainable)
-    sd = adapter.state_dict()
-    assert set(sd) == {'hf_model.' + k.split('hf_model.', 1)[1] for k in trainable}
+    assert adapter.weights_from == tiny_llava_dir
+    kept = set(adapter.state_dict()) - pretrained_frozen_keys(adapter)
+    assert kept == {'hf_model.' + k.split('hf_model.', 1)[1] for k in trainable}
     batch = adapter.build_inputs(images, ['q1', 'q2'], ['answer: a cup', 'answer: b'])
     out = adapter.forward(batch, EAPCapture(layers=[-1]))
     assert torch.isfinite(out['loss_lm'])
@@ -151,7 +153,7 @@ def test_empty_answer_span_falls_back_to_prompt_row(adapter, images, monkeypatch
 
 def test_frozen_state_dict_and_capture_needs_greedy(tiny_llava_dir, adapter, images):
     frozen = LlavaAdapter(pretrained=tiny_llava_dir, freeze=True)
-    assert frozen.state_dict() == {}
+    assert pretrained_frozen_keys(frozen) == set(frozen.state_dict())
     assert not any(p.requires_grad for p in frozen.parameters())
     frozen.train()
     assert not frozen.hf_model.training

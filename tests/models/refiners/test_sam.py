@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 import torch
-from mmengine.runner.checkpoint import get_state_dict, load_state_dict
 from segment_anything import SamPredictor
 
 from crseg.models.refiners import SAMRefiner
 from crseg.registry import MODELS
+from crseg.utils.checkpoint_policy import (install_state_dict_filter, load_state,
+                                           pretrained_frozen_keys)
 
 # 64 px input, 4x4 embedding grid, 16x16 mask prompt.
 TINY = dict(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2,
@@ -219,30 +220,28 @@ def test_decoder_gets_gradients_frozen_encoder_none(tiny_ckpt):
     assert grads == {'mask_decoder'}
 
 
-def test_state_dict_leaves_out_pretrained_frozen_and_loads_back(tiny_ckpt):
+def test_checkpoint_policy_leaves_out_pretrained_frozen_and_loads_back(tiny_ckpt):
     ref = make_refiner(checkpoint=tiny_ckpt)
-    keys = set(ref.state_dict())
-    assert keys and all(k.startswith('sam.mask_decoder.') for k in keys)
+    assert ref.weights_from == tiny_ckpt and make_refiner().weights_from is None
     parent = torch.nn.ModuleDict(dict(refiner=ref))
-    assert set(get_state_dict(parent)) == {f'refiner.{k}' for k in keys}
+    frozen = pretrained_frozen_keys(parent)
+    assert frozen and all(k.startswith(('refiner.sam.image_encoder.',
+                                        'refiner.sam.prompt_encoder.')) for k in frozen)
+    handle = install_state_dict_filter(parent)
+    keys = set(parent.state_dict())
+    handle.remove()
+    assert keys and all(k.startswith('refiner.sam.mask_decoder.') for k in keys)
     # No checkpoint: frozen random weights cannot be re-read, so kept.
-    assert any(k.startswith('sam.image_encoder.')
-               for k in make_refiner().state_dict())
-    # A trained checkpoint (decoder only) loads strict and non-strict.
-    trained = {k: v + 1 for k, v in parent.state_dict().items()}
-    fresh = torch.nn.ModuleDict(dict(refiner=make_refiner(
-        checkpoint=tiny_ckpt)))
-    encoder_before = fresh.refiner.sam.image_encoder.patch_embed.proj.weight
-    encoder_before = encoder_before.clone()
-    fresh.load_state_dict(trained, strict=True)
-    for k, v in fresh.state_dict().items():
-        torch.testing.assert_close(v, trained[k])
+    assert pretrained_frozen_keys(torch.nn.ModuleDict(dict(refiner=make_refiner()))) == set()
+    # A trained checkpoint (decoder only) loads strictly; the encoder stays as read.
+    trained = {k: parent.state_dict()[k] + 1 for k in keys}
+    fresh = torch.nn.ModuleDict(dict(refiner=make_refiner(checkpoint=tiny_ckpt)))
+    encoder_before = fresh.refiner.sam.image_encoder.patch_embed.proj.weight.clone()
+    assert load_state(fresh, trained, 'trained.pth') == []
+    for k, v in trained.items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
     torch.testing.assert_close(
-        fresh.refiner.sam.image_encoder.patch_embed.proj.weight,
-        encoder_before)
-    load_state_dict(fresh, dict(trained), strict=True)  # mmengine's loader
-    assert fresh.load_state_dict(trained, strict=False).missing_keys == []
-    assert set(trained) == set(get_state_dict(fresh))
+        fresh.refiner.sam.image_encoder.patch_embed.proj.weight, encoder_before)
 
 
 def test_vit_b_checkpoint_round_trip(tmp_path):
