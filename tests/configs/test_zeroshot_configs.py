@@ -33,16 +33,6 @@ def _path(m, d):
 
 
 @pytest.fixture(scope='module')
-def tiny_qwen25_dir(tmp_path_factory):
-    from crseg.glcot import GLCOT_INSTRUCTION
-    from crseg.models.mllms import build_tiny_qwen2vl
-    return build_tiny_qwen2vl(str(tmp_path_factory.mktemp('qwen25')),
-                              [GLCOT_INSTRUCTION, 'scene: region: answer: the red circle'],
-                              vision_width=32, vision_layers=1, text_width=32, text_layers=2,
-                              heads=2, kv_heads=1, vocab_size=300, qwen25=True)
-
-
-@pytest.fixture(scope='module')
 def tiny_sam_ckpt(tmp_path_factory, tiny_sam_arch):
     from crseg.models.refiners.sam_arch import build_sam
     torch.manual_seed(0)
