@@ -43,7 +43,7 @@ def synth_root(tmp_path_factory):
 def tiny_llava_dir(tmp_path_factory, synth_root):
     """A tiny LLaVA folder whose tokenizer is trained on the tiny world's texts."""
     from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
-    from crseg.models.mllms import build_tiny_llava
+    from crseg.testing import build_tiny_llava
     texts = [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION]
     for f in sorted(glob.glob(str(synth_root / '*' / '*.json'))):
         with open(f, encoding='utf-8') as fh:

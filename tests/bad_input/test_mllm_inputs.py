@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from crseg.models.eap import EAPCapture
-from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter, batching, build_tiny_qwen2vl
+from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter, batching
+from crseg.testing import build_tiny_qwen2vl
 
 
 @pytest.fixture(scope='module')

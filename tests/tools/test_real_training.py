@@ -132,7 +132,7 @@ def workspace(tmp_path_factory, tiny_sam_arch):
     annotate_reasonseg(ws)
     write_refer(ws)
     run_template_tool(ws)
-    from crseg.models.mllms import build_tiny_llava, build_tiny_qwen2vl
+    from crseg.testing import build_tiny_llava, build_tiny_qwen2vl
     from crseg.models.refiners import build_sam
     weights = ws / 'data/weights'
     texts = corpus(ws)

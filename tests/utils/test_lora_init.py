@@ -19,7 +19,7 @@ def _scope():
 
 @pytest.fixture(scope='module')
 def tiny_qwen25_dir(tmp_path_factory):
-    from crseg.models.mllms import build_tiny_qwen2vl
+    from crseg.testing import build_tiny_qwen2vl
     return build_tiny_qwen2vl(str(tmp_path_factory.mktemp('qwen25_lora')),
                               ['scene: region: answer: the red circle'], vision_width=32,
                               vision_layers=1, text_width=32, text_layers=2, heads=2,

@@ -73,7 +73,7 @@ def make_samples(num: int):
 def tiny_mllm(items, out_dir: str) -> str:
     """A random-weight tiny LLaVA of the demo's shape (see tools/demo.sh)."""
     from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
-    from crseg.models.mllms import build_tiny_llava
+    from crseg.testing import build_tiny_llava
     texts = [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION]
     for _, _, ann in items:
         texts += ann['text'] + [v for g in ann.get('glcot', []) for v in g.values()]

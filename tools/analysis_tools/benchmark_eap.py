@@ -44,7 +44,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
 from crseg.models.eap.capture import EAPCapture, register_eap_attention  # noqa: E402
-from crseg.models.mllms.offline_processor import build_tiny_qwen2vl  # noqa: E402
+from crseg.testing.tiny_mllm import build_tiny_qwen2vl  # noqa: E402
 from crseg.models.mllms.qwen2_vl import Qwen2VLAdapter  # noqa: E402
 
 WORDS = ('the red cup near the window on a wooden table beside a lamp and two books while a '

@@ -44,7 +44,7 @@ import sys
 sys.path.insert(0, 'tools/misc')
 from make_tiny_mllm import load_corpus
 from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
-from crseg.models.mllms import build_tiny_llava
+from crseg.testing import build_tiny_llava
 texts = load_corpus(sys.argv[1]) + [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION] * 50
 build_tiny_llava(sys.argv[2], texts, image_size=160, patch=16, vocab_size=1024, seed=0)
 PYEOF

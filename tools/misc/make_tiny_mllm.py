@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
-from crseg.models.mllms.offline_processor import build_tiny_llava, build_tiny_qwen2vl  # noqa
+from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 
 
 def read_json(path: str) -> dict:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from crseg.models.mllms import build_tiny_llava, build_tiny_qwen2vl
+from crseg.testing import build_tiny_llava, build_tiny_qwen2vl
 
 CORPUS = ['scene: a kitchen with a table.\nregion: a red cup near the window.\nanswer: the red cup',
           'what can hold hot tea? where is the lamp on the left side of the room?',

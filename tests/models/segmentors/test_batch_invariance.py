@@ -25,7 +25,8 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 
 from crseg.models.eap import EAPCapture
-from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter, build_tiny_qwen2vl
+from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter
+from crseg.testing import build_tiny_qwen2vl
 from crseg.registry import DATASETS, MODELS
 
 ATOL = 1e-3

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 import torch
 
-from crseg.models.mllms import train_bpe_tokenizer
+from crseg.testing import train_bpe_tokenizer
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
 
