@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from crseg.models.refiners import SAMRefiner
+from crseg.models.refiners import RefinerPrompts, SAMRefiner
 
 ARCHS = {
     # 256 px input, 64-d everything: encoder and decoder of similar cost.
@@ -92,7 +92,7 @@ def timed(refiner, image, queries, key, device, clock):
     start = clock()
     with torch.no_grad():
         for q in queries:
-            refiner([image], keys=None if key is None else [key], **q)
+            refiner([image], RefinerPrompts(keys=None if key is None else [key], **q))
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     return clock() - start

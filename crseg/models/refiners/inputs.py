@@ -122,6 +122,16 @@ def split_masks(mask_logits, n: int) -> PerSample:
             for m in _split(mask_logits, n, 'mask_logits', (1, -1, -1))]
 
 
+def split_per_image(value, n: int, name: str) -> list:
+    """A per-image list (entries may be None) of length ``n``; None -> ``[None] * n``."""
+    if value is None:
+        return [None] * n
+    value = list(value)
+    if len(value) != n:
+        raise ValueError(f'{name} has {len(value)} entries for {n} images')
+    return value
+
+
 def check_keys(keys, n: int) -> list:
     """Cache keys, one per image (``None``: do not cache that image)."""
     if keys is None:

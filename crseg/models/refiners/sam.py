@@ -24,14 +24,15 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import Tensor
 from torchvision.transforms.functional import resize, to_pil_image
 
 from crseg.registry import MODELS
+from .base import BaseRefiner, RefinerOutput, RefinerPrompts
 from .embedding_cache import EmbeddingCache, image_fingerprint
-from .inputs import check_images, check_keys, split_boxes, split_masks, split_points
+from .inputs import (check_images, check_keys, split_boxes, split_masks, split_per_image,
+                     split_points)
 from .mask_prompt import MASK_FRAMES, to_mask_prompt
 from .sam_arch import build_sam, load_sam_checkpoint
 
@@ -43,8 +44,11 @@ def _load_pre_hook(module, state_dict, prefix, *args):
 
 
 @MODELS.register_module()
-class SAMRefiner(BaseModule):
-    """Refine a coarse mask with SAM (``segment_anything``).
+class SAMRefiner(BaseRefiner):
+    """Refine a coarse mask with SAM (``segment_anything``); a :class:`BaseRefiner`.
+
+    Takes points (+ labels), boxes, mask logits and learned embeddings (``[SEG]``, width
+    :attr:`embed_dim` = the prompt encoder's).
 
     Args:
         arch (str | dict): ``'vit_b' | 'vit_l' | 'vit_h'`` or an arch dict
@@ -119,7 +123,14 @@ class SAMRefiner(BaseModule):
         self.register_load_state_dict_pre_hook(_load_pre_hook)
         self.train(self.training)
 
+    accepts = ('points', 'boxes', 'mask_logits', 'embeddings')
+
     # ------------------------------------------------------------ properties
+    @property
+    def embed_dim(self) -> int:
+        """Width of a sparse prompt token (the ``[SEG]`` projector's output)."""
+        return self.sam.prompt_encoder.embed_dim
+
     @property
     def mask_input_size(self) -> tuple:
         """Size of the mask prompt: 4x the embedding grid (256 for SAM)."""
@@ -231,50 +242,31 @@ class SAMRefiner(BaseModule):
         return (xy.double() * scale).float().to(self.sam.device)
 
     # -------------------------------------------------------------- forward
-    def forward(self, images, points=None, labels=None, mask_logits=None,
-                boxes=None, keys=None, sparse_embeddings=None,
-                mask_geometry=None) -> dict:
-        """Refine one prompt set per image.
+    def refine(self, images, prompts: RefinerPrompts) -> RefinerOutput:
+        """Refine one prompt set per image (see :class:`RefinerPrompts`).
 
-        Args:
-            images: list of ``[3, H, W]`` uint8 RGB tensors (sizes may
-                differ) or a ``[B, 3, H, W]`` uint8 tensor.
-            points: ``[B, K, 2]`` (x, y) in original pixel coordinates.
-            labels: ``[B, K]``, 1 / 0 / -1 (padding, dropped per sample).
-            mask_logits: ``[B, 1, h, w]`` or a list of ``[1, h, w]`` (or
-                None entries) at any resolution; see ``mask_frame``.
-            boxes: ``[B, 4]`` xyxy in original pixel coordinates.
-            keys: cache keys, one per image (e.g. ``img_path``).
-            sparse_embeddings: extra sparse prompt tokens, ``[B, N, C]`` or
-                a list of ``[N, C]`` (or None entries), C = the prompt
-                encoder's ``embed_dim``; appended after the point/box
-                tokens (LISA-style ``[SEG]`` embeddings). Differentiable.
-            mask_geometry: per sample, the ``ImageGeometry`` whose box the
-                ``mask_logits`` cover (None: the whole image; frame
-                ``'image'`` only), see :func:`to_mask_prompt`.
+        ``embeddings`` are appended after the point/box tokens (LISA-style ``[SEG]``
+        embeddings, width :attr:`embed_dim`, differentiable). ``mask_logits`` are read in
+        ``mask_frame``; with ``mask_geometry`` (frame ``'image'`` only) they cover that
+        geometry's box (see :func:`to_mask_prompt`).
 
         A sample with no point, box or mask takes SAM's no-prompt path
         (no sparse token, the learned no-mask dense embedding). Memory: a
         huge image costs its PIL resize on the host and one float map of
         ``H x W`` (plus one of ``img_size`` squared) per output mask.
 
-        Returns:
-            dict: ``mask_logits`` (list of ``[1, H_i, W_i]`` at each original
-            size), ``iou_pred`` (``[B]``) and ``low_res_logits``
-            (``[B, 1, m, m]`` in SAM's padded frame).
+        Returns ``mask_logits`` (``[1, H_i, W_i]`` at each original size), ``scores`` (SAM's
+        predicted IoU, ``[B]``) and ``low_res_logits`` (``[B, 1, m, m]`` in SAM's padded
+        frame).
         """
         images = check_images(images)
         n = len(images)
-        pts, lbs = split_points(points, labels, n)
-        bxs = split_boxes(boxes, n)
-        msks = split_masks(mask_logits, n)
-        extra = [None] * n if sparse_embeddings is None else list(sparse_embeddings)
-        if len(extra) != n:
-            raise ValueError(f'sparse_embeddings has {len(extra)} entries for {n} images')
-        geoms = [None] * n if mask_geometry is None else list(mask_geometry)
-        if len(geoms) != n:
-            raise ValueError(f'mask_geometry has {len(geoms)} entries for {n} images')
-        embeds = self.encode(images, keys)
+        pts, lbs = split_points(prompts.points, prompts.labels, n)
+        bxs = split_boxes(prompts.boxes, n)
+        msks = split_masks(prompts.mask_logits, n)
+        extra = split_per_image(prompts.embeddings, n, 'embeddings')
+        geoms = split_per_image(prompts.mask_geometry, n, 'mask_geometry')
+        embeds = self.encode(images, prompts.keys)
         prompt_encoder = self.sam.prompt_encoder
         dense_pe = prompt_encoder.get_dense_pe()
         full, ious, lows = [], [], []
@@ -303,5 +295,5 @@ class SAMRefiner(BaseModule):
             full.append(self.sam.postprocess_masks(low, size, orig)[0])
             ious.append(iou.reshape(1))
             lows.append(low)
-        return dict(mask_logits=full, iou_pred=torch.cat(ious),
-                    low_res_logits=torch.cat(lows))
+        return RefinerOutput(mask_logits=full, scores=torch.cat(ious),
+                             low_res_logits=torch.cat(lows))

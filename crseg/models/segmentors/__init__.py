@@ -6,5 +6,6 @@ from .box_point_prompt import BoxPointPromptSegmentor
 from .crseg import CRSeg
 from .seg_token import SegTokenSegmentor
 
-__all__ = ['BaseReasonSegmentor', 'EMPTY_LOGIT', 'CRSeg', 'SegTokenSegmentor', 'BoxPointPromptSegmentor', 'AttentionOnlySegmentor',
+__all__ = ['BaseReasonSegmentor', 'EMPTY_LOGIT', 'CRSeg', 'SegTokenSegmentor',
+           'BoxPointPromptSegmentor', 'AttentionOnlySegmentor',
            'BoxPointParse', 'build_box_point_target', 'mask_box_point', 'parse_box_point_answer']

@@ -28,6 +28,7 @@ from mmengine.logging import print_log
 from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor, nn
 
+from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from .box_point_parser import build_box_point_target, parse_box_point_answer
 from .builder import build_part
@@ -120,9 +121,10 @@ class BoxPointPromptSegmentor(BaseSegmentor):
         if not flat_img:
             return merged
         dev = inputs[0].device
-        out = self.refiner(flat_img, points=torch.stack(flat_pt).to(dev),
-                           labels=torch.ones(len(flat_pt), 1, dtype=torch.long, device=dev),
-                           boxes=torch.stack(flat_box).to(dev), keys=flat_key)
+        out = self.refiner(flat_img, RefinerPrompts(
+            points=torch.stack(flat_pt).to(dev),
+            labels=torch.ones(len(flat_pt), 1, dtype=torch.long, device=dev),
+            boxes=torch.stack(flat_box).to(dev), keys=flat_key))
         for i, m in zip(owner, out['mask_logits']):
             merged[i] = m[0] if merged[i] is None else torch.maximum(merged[i], m[0])
         return merged

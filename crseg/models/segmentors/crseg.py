@@ -40,6 +40,7 @@ from crseg.models.eap import EAPCapture
 from crseg.models.eap.rows import select_answer_rows
 from crseg.models.losses import bce_dice_losses
 from crseg.models.mllms.geometry import single_piece
+from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from .builder import build_part
 from .loss_weights import merge_loss_weights
@@ -147,7 +148,7 @@ class CRSeg(BaseSegmentor):
             kwargs['mask_geometry'] = geoms
         if 'box' in self.refiner_prompts and all(b is not None for b in boxes):
             kwargs['boxes'] = torch.stack(boxes).to(inputs[0].device)
-        out = self.refiner(inputs, **kwargs)
+        out = self.refiner(inputs, RefinerPrompts(**kwargs))
         return [m[0] for m in out['mask_logits']]
 
     # ------------------------------------------------------------------ training

@@ -46,6 +46,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor, nn
 
+from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from . import lisa_protocol as lisa
 from .builder import build_part
@@ -199,7 +200,7 @@ class SegTokenSegmentor(BaseSegmentor):
 
     def _masks(self, inputs, states: List[Tensor], keys) -> List[Tensor]:
         prompts = [self.projector(h.float())[None] for h in states]
-        out = self.refiner(inputs, sparse_embeddings=prompts, keys=keys)
+        out = self.refiner(inputs, RefinerPrompts(embeddings=prompts, keys=keys))
         return [m[0] for m in out['mask_logits']]
 
     # ------------------------------------------------------------------ training

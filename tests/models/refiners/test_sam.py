@@ -5,6 +5,7 @@ import torch
 from segment_anything import SamPredictor
 
 from crseg.models.refiners import SAMRefiner
+from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from crseg.utils.checkpoint_policy import (install_state_dict_filter, load_state,
                                            pretrained_frozen_keys)
@@ -40,7 +41,7 @@ def assert_same(out, i, ref):
     mask, iou, low = ref
     torch.testing.assert_close(out['mask_logits'][i][0], mask,
                                atol=1e-5, rtol=1e-5)
-    assert out['iou_pred'][i].item() == pytest.approx(iou, abs=1e-6)
+    assert out['scores'][i].item() == pytest.approx(iou, abs=1e-6)
     torch.testing.assert_close(out['low_res_logits'][i, 0], low,
                                atol=1e-5, rtol=1e-5)
 
@@ -54,8 +55,8 @@ def test_points_box_match_predictor_per_image_in_a_batch(multimask):
     labels = torch.tensor([[1, 0, -1], [1, -1, -1]])
     boxes = torch.tensor([[5., 5., 50., 30.], [2., 10., 30., 85.]])
     with torch.no_grad():
-        out = ref(images, points, labels, boxes=boxes)
-        out_pts = ref(images, points, labels)
+        out = ref(images, RefinerPrompts(points=points, labels=labels, boxes=boxes))
+        out_pts = ref(images, RefinerPrompts(points=points, labels=labels))
     assert [m.shape for m in out['mask_logits']] == [(1, 40, 70),
                                                      (1, 90, 33)]
     assert out['low_res_logits'].shape == (2, 1, 16, 16)
@@ -82,8 +83,8 @@ def test_mask_prompt_at_mask_size_and_box_only():
     mask = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(4))
     box = torch.tensor([[3., 4., 40., 45.]])
     with torch.no_grad():
-        out = ref([image], mask_logits=mask)
-        out_box = ref([image], boxes=box)
+        out = ref([image], RefinerPrompts(mask_logits=mask))
+        out_box = ref([image], RefinerPrompts(boxes=box))
     assert_same(out, 0, predictor_logits(ref, image, mask_input=mask[0].numpy()))
     assert_same(out_box, 0, predictor_logits(ref, image, box=box[0].numpy()))
 
@@ -94,7 +95,7 @@ def test_mask_prompt_padded_frame_non_square_matches_predictor():
     mask = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(6))
     pts, lbs = torch.tensor([[[10., 10.]]]), torch.tensor([[1]])
     with torch.no_grad():
-        out = ref([image], pts, lbs, mask_logits=mask)
+        out = ref([image], RefinerPrompts(points=pts, labels=lbs, mask_logits=mask))
     assert_same(out, 0, predictor_logits(
         ref, image, point_coords=pts[0].numpy(), point_labels=lbs[0].numpy(),
         mask_input=mask[0].numpy()))
@@ -111,7 +112,7 @@ def test_mask_prompt_image_frame_is_resized_into_the_valid_region():
     torch.testing.assert_close(prompt[..., :8, :], expect)
     assert torch.all(prompt[..., 8:, :] == expect.min())
     with torch.no_grad():
-        out = ref([image], mask_logits=coarse)
+        out = ref([image], RefinerPrompts(mask_logits=coarse))
     assert_same(out, 0, predictor_logits(ref, image,
                                          mask_input=prompt[0].numpy()))
     fixed = make_refiner(mask_pad_value=-20.0)
@@ -122,7 +123,7 @@ def test_no_prompt_path_matches_predictor():
     ref = make_refiner()
     image = rand_image(20, 25, 9)
     with torch.no_grad():
-        out = ref([image], torch.zeros(1, 2, 2), -torch.ones(1, 2))
+        out = ref([image], RefinerPrompts(points=torch.zeros(1, 2, 2), labels=-torch.ones(1, 2)))
     assert_same(out, 0, predictor_logits(ref, image))
 
 
@@ -139,9 +140,9 @@ def test_cache_hit_skips_encoder_and_returns_same_masks():
     img = rand_image(40, 50, 10)
     pts, lbs = torch.tensor([[[5., 5.]]]), torch.tensor([[1]])
     with torch.no_grad():
-        first = ref([img], pts, lbs, keys=['a.jpg'])
-        second = ref([img], pts, lbs, keys=['a.jpg'])
-        nocache = ref([img], pts, lbs)
+        first = ref([img], RefinerPrompts(points=pts, labels=lbs, keys=['a.jpg']))
+        second = ref([img], RefinerPrompts(points=pts, labels=lbs, keys=['a.jpg']))
+        nocache = ref([img], RefinerPrompts(points=pts, labels=lbs))
     assert seen == [1, 1]  # the hit ran no encoder, no key -> encoder
     assert ref.cache.stats() == dict(entries=1, hits=1, misses=1, stale=0)
     torch.testing.assert_close(first['mask_logits'][0],
@@ -151,12 +152,12 @@ def test_cache_hit_skips_encoder_and_returns_same_masks():
     # Same key twice in one call: encoded once, batch of 1.
     seen.clear()
     with torch.no_grad():
-        ref([rand_image(20, 20, 11)] * 2, keys=['b', 'b'])
+        ref([rand_image(20, 20, 11)] * 2, RefinerPrompts(keys=['b', 'b']))
     assert seen == [1]
     # Same key, other content (augmented image): stale, re-encoded.
     seen.clear()
     with torch.no_grad():
-        ref([img.flip(-1)], keys=['a.jpg'])
+        ref([img.flip(-1)], RefinerPrompts(keys=['a.jpg']))
     assert seen == [1] and ref.cache.stale == 1
 
 
@@ -212,8 +213,9 @@ def test_trainable_sets_and_frozen_eval_mode(tiny_ckpt):
 
 def test_decoder_gets_gradients_frozen_encoder_none(tiny_ckpt):
     ref = make_refiner(checkpoint=tiny_ckpt).train()
-    out = ref([rand_image(30, 40)], torch.tensor([[[3., 4.]]]),
-              torch.tensor([[1]]), mask_logits=torch.randn(1, 1, 8, 8))
+    out = ref([rand_image(30, 40)], RefinerPrompts(
+        points=torch.tensor([[[3., 4.]]]), labels=torch.tensor([[1]]),
+        mask_logits=torch.randn(1, 1, 8, 8)))
     out['mask_logits'][0].sigmoid().mean().backward()
     grads = {n.split('.')[1] for n, p in ref.named_parameters()
              if p.grad is not None and p.grad.abs().sum() > 0}
@@ -284,7 +286,7 @@ def test_tiny_thin_and_huge_images():
     images = [rand_image(5, 7), rand_image(1, 300), rand_image(4100, 300)]
     pts = torch.tensor([[[1., 1.]], [[150., 0.]], [[100., 4000.]]])
     with torch.no_grad():
-        out = ref(images, pts, torch.ones(3, 1, dtype=torch.long))
+        out = ref(images, RefinerPrompts(points=pts, labels=torch.ones(3, 1, dtype=torch.long)))
     assert [tuple(m.shape) for m in out['mask_logits']] == [
         (1, 5, 7), (1, 1, 300), (1, 4100, 300)]
     assert all(torch.isfinite(m).all() for m in out['mask_logits'])
@@ -299,10 +301,10 @@ def test_registry_build_and_argument_errors():
     assert isinstance(ref, SAMRefiner) and ref.cache.max_entries == 3
     img = rand_image(10, 10)
     with pytest.raises(ValueError, match=r'labels\[0\].*\[2\]'):
-        ref([img], torch.zeros(1, 1, 2), torch.tensor([[2]]))
+        ref([img], RefinerPrompts(points=torch.zeros(1, 1, 2), labels=torch.tensor([[2]])))
     with pytest.raises(ValueError, match='points has 2 entries for 1 images'):
-        ref([img], torch.zeros(2, 1, 2), torch.ones(2, 1))
+        ref([img], RefinerPrompts(points=torch.zeros(2, 1, 2), labels=torch.ones(2, 1)))
     with pytest.raises(ValueError, match='keys must be a list of 1'):
-        ref([img], keys=['a', 'b'])
+        ref([img], RefinerPrompts(keys=['a', 'b']))
     with pytest.raises(ValueError, match="mask_frame must be"):
         SAMRefiner(TINY, mask_frame='square')
