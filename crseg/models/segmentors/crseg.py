@@ -140,7 +140,7 @@ class CRSeg(BaseSegmentor):
             s.set_metainfo(dict(points=out['points'].tolist(),
                                 point_labels=out['labels'].tolist()))
         kwargs = dict(keys=keys)
-        if 'points' in self.refiner_prompts:
+        if 'points' in self.refiner_prompts and 'points' in self.refiner.accepts:
             kwargs.update(points=torch.stack(pts).to(inputs[0].device),
                           labels=torch.stack(lbls).to(inputs[0].device))
         if 'map' in self.refiner_prompts:
