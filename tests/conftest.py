@@ -84,3 +84,22 @@ def adapter_images():
     rng = np.random.default_rng(0)
     return [rng.integers(0, 256, (200, 300, 3), dtype=np.uint8),
             rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)]
+
+
+def _last_val_metric(work_dir, key='mIoU'):
+    """(step, value) of the last ``key`` logged in any run folder of ``work_dir``
+    (mmengine's ``<run>/vis_data/scalars.json``); an assertion error when none is."""
+    values = []
+    for scalars in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
+        for line in scalars.read_text().splitlines():
+            rec = json.loads(line)
+            if key in rec:
+                values.append((rec['step'], rec[key]))
+    assert values, f'no {key} logged under {work_dir}'
+    return max(values)
+
+
+@pytest.fixture(scope='session')
+def last_val_metric():
+    """The helper reading a training run's last validation metric, as a fixture."""
+    return _last_val_metric
