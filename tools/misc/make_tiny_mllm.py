@@ -16,7 +16,10 @@ import sys
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
-from crseg.testing.corpus import load_corpus  # noqa
+
+
+# the corpus reader (ReasonSeg folder or .txt) is shared with tools/misc/demo_steps.py
+from crseg.testing.corpus import load_corpus  # noqa: E402
 
 
 def parse_args(argv=None):
