@@ -19,6 +19,7 @@ a message naming what failed.
 """
 import argparse
 import glob
+import json
 import os
 import os.path as osp
 import re
@@ -68,8 +69,8 @@ def first_query(split_dir: str):
     images = sorted(glob.glob(osp.join(split_dir, '*.jpg')))
     if not images:
         raise FileNotFoundError(f'no .jpg image in {split_dir}')
-    from crseg.datasets.reasonseg import read_json
-    ann = read_json(osp.splitext(images[0])[0] + '.json')
+    with open(osp.splitext(images[0])[0] + '.json', encoding='utf-8') as f:  # as written
+        ann = json.load(f)
     return images[0], ann['text'][0]
 
 
