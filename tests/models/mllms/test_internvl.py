@@ -42,6 +42,22 @@ def _images():
             rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)]
 
 
+def test_cli_builds_a_folder_the_adapter_loads(repo_root, tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'make_tiny_mllm', str(repo_root / 'tools/misc/make_tiny_mllm.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    txt = tmp_path / 'corpus.txt'
+    txt.write_text('scene: a room\nanswer: the lamp\n')
+    out = cli.main(['--family', 'internvl', '--corpus', str(txt), '--out', str(tmp_path / 'ivl'),
+                    '--text-layers', '2', '--vocab-size', '300'])
+    adapter = InternVLAdapter(pretrained=out)
+    assert adapter.hf_model.config.model_type == 'internvl' and adapter.num_layers == 2
+    assert adapter.tokenizer('the lamp')['input_ids']
+    assert adapter.tiling(48, 144).num_pieces == 4
+
+
 def test_round_trip_and_pixel_shuffle_order(tiny_dir, tiled):
     adapter = MODELS.build(dict(type='InternVLAdapter', pretrained=tiny_dir))
     assert type(adapter.hf_model).__name__ == 'InternVLForConditionalGeneration'
