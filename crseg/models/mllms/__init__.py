@@ -1,7 +1,9 @@
 """MLLM adapters, one file per family (tiny test models: :mod:`crseg.testing`)."""
 from .base import BaseMLLMAdapter, GenerationResult, ImageTokenLayout, MLLMBatch
+from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .qwen2_vl import Qwen2VLAdapter
 
 __all__ = ['BaseMLLMAdapter', 'GenerationResult', 'ImageTokenLayout', 'MLLMBatch',
            'LlavaAdapter', 'Qwen2VLAdapter']
+__all__ += ['InternVLAdapter']
