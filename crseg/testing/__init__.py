@@ -5,5 +5,6 @@ script and ``tools/misc/make_tiny_mllm.py`` use it to build offline tokenizers, 
 and models without any hub access.
 """
 from .tiny_mllm import build_tiny_llava, build_tiny_qwen2vl, train_bpe_tokenizer
+from .tiny_qwen3vl import build_tiny_qwen3vl
 
-__all__ = ['build_tiny_llava', 'build_tiny_qwen2vl', 'train_bpe_tokenizer']
+__all__ = ['build_tiny_llava', 'build_tiny_qwen2vl', 'train_bpe_tokenizer', 'build_tiny_qwen3vl']
