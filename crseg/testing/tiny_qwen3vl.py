@@ -32,7 +32,7 @@ def build_tiny_qwen3vl(out_dir: str, corpus_texts: Optional[Iterable[str]] = Non
                        patch: int = 16, merge: int = 2, vision_width: int = 32,
                        vision_layers: int = 2, deepstack: Sequence[int] = (0, 1),
                        text_width: int = 64, text_layers: int = 3, heads: int = 4,
-                       kv_heads: int = 2, head_dim: Optional[int] = None,
+                       kv_heads: Optional[int] = None, head_dim: Optional[int] = None,
                        vocab_size: int = 512, min_pixels: int = 64 * 64,
                        max_pixels: int = 256 * 256, max_position_embeddings: int = 2048,
                        moe: bool = False, num_experts: int = 4, seed: int = 0) -> str:
@@ -42,7 +42,8 @@ def build_tiny_qwen3vl(out_dir: str, corpus_texts: Optional[Iterable[str]] = Non
     ``[min_pixels, max_pixels]``; the LLM sees ``(h / 32) x (w / 32)`` tokens per image.
     ``deepstack``: the vision blocks whose (merged) features are added to the first
     ``len(deepstack)`` language layers. ``head_dim`` defaults to ``text_width // heads``.
-    ``moe``: the Qwen3-VL-MoE text model with ``num_experts`` experts (2 active).
+    ``kv_heads`` (GQA) defaults to ``heads // 2``. ``moe``: the Qwen3-VL-MoE text model with
+    ``num_experts`` experts (2 active).
     """
     from transformers import Qwen2VLImageProcessor, Qwen3VLProcessor, Qwen3VLVideoProcessor
     if moe:
@@ -69,6 +70,7 @@ def build_tiny_qwen3vl(out_dir: str, corpus_texts: Optional[Iterable[str]] = Non
             size={'shortest_edge': min_pixels, 'longest_edge': max_pixels}, **norm),
         tokenizer=tokenizer, chat_template=QWEN2VL_CHAT_TEMPLATE)
     head_dim = head_dim or text_width // heads
+    kv_heads = kv_heads or max(1, heads // 2)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIALS}
     text = dict(hidden_size=text_width, intermediate_size=text_width * 3,
                 num_hidden_layers=text_layers, num_attention_heads=heads,
