@@ -201,13 +201,15 @@ def test_positions_and_grid_match_the_processor(adapter, hw):
 
 
 # ---------------------------------------------------------------- CR-Seg with Qwen3-VL
-def test_crseg_loss_and_predict(repo_root, synth_root, tiny_qwen3_dir, tiny_sam_arch):
+@pytest.mark.parametrize('refiner', ['SAMRefiner', 'IdentityRefiner'])
+def test_crseg_loss_and_predict(repo_root, synth_root, tiny_qwen3_dir, tiny_sam_arch, refiner):
     init_default_scope('crseg')
     torch.manual_seed(0)
     cfg = Config.fromfile(str(repo_root / 'configs/_base_/models/crseg_tinyllava_tinysam.py'))
     m = cfg.model.to_dict()
     m['mllm'] = dict(type='Qwen3VLAdapter', pretrained=tiny_qwen3_dir, max_new_tokens=8)
-    m['refiner']['arch'] = tiny_sam_arch
+    m['refiner'] = dict(m['refiner'], arch=tiny_sam_arch) if refiner == 'SAMRefiner' else \
+        dict(type=refiner)
     m['coarse_head']['channels'] = 8
     model = MODELS.build(m)
     assert model.coarse_head.in_channels == model.mllm.num_layers * model.mllm.num_heads
@@ -218,7 +220,10 @@ def test_crseg_loss_and_predict(repo_root, synth_root, tiny_qwen3_dir, tiny_sam_
     batch = pseudo_collate([ds[i] for i in range(2)])
     model.train()
     losses = model.loss(**model.data_preprocessor(copy.deepcopy(batch), True))
-    assert {'loss_lm', 'loss_coarse_bce', 'loss_mask_bce'} <= set(losses)
+    expected = {'loss_lm', 'loss_coarse_bce'}
+    if refiner == 'SAMRefiner':  # IdentityRefiner has no mask of its own to learn
+        expected.add('loss_mask_bce')
+    assert expected <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     q = model.mllm.hf_model.model.language_model.layers[0].self_attn.q_proj.weight
