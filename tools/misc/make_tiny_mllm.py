@@ -6,6 +6,8 @@
         --out work_dirs/tiny_qwen2vl
     python tools/misc/make_tiny_mllm.py --family internvl --corpus texts.txt \
         --out work_dirs/tiny_internvl   # InternVL3-like, tiles up to 4 crops + thumbnail
+    python tools/misc/make_tiny_mllm.py --family qwen3vl --corpus texts.txt \
+        --out work_dirs/tiny_qwen3vl
 
 ``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
 ``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder
@@ -21,6 +23,12 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 from crseg.testing.tiny_internvl import build_tiny_internvl  # noqa
+from crseg.testing.tiny_qwen3vl import build_tiny_qwen3vl  # noqa
+
+# family -> builder of the families with their own module (one block each)
+BUILDERS = {}
+BUILDERS['qwen3vl'] = build_tiny_qwen3vl  # Qwen3-VL (dense), patch 16, DeepStack
+BUILDERS['internvl'] = build_tiny_internvl  # InternVL3-like, tiles up to 4 crops + thumbnail
 
 
 def read_json(path: str) -> dict:
@@ -60,8 +68,8 @@ def load_corpus(path: str) -> list:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--family', required=True,
-                   choices=['llava', 'qwen2vl', 'qwen2_5vl', 'internvl'])
+    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl', *BUILDERS],
+                   required=True)
     p.add_argument('--corpus', required=True, help='ReasonSeg JSON folder or a .txt file')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--extra-corpus', nargs='+', default=[],
@@ -84,8 +92,8 @@ def main(argv=None) -> str:
                   text_layers=args.text_layers, heads=args.heads, seed=args.seed)
     if args.family == 'llava':
         return build_tiny_llava(args.out, texts, **common)
-    if args.family == 'internvl':
-        return build_tiny_internvl(args.out, texts, **common)
+    if args.family in BUILDERS:
+        return BUILDERS[args.family](args.out, texts, **common)
     return build_tiny_qwen2vl(args.out, texts, qwen25=args.family == 'qwen2_5vl', **common)
 
 

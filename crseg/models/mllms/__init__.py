@@ -3,7 +3,7 @@ from .base import BaseMLLMAdapter, GenerationResult, ImageTokenLayout, MLLMBatch
 from .internvl import InternVLAdapter
 from .llava import LlavaAdapter
 from .qwen2_vl import Qwen2VLAdapter
+from .qwen3_vl import Qwen3VLAdapter
 
 __all__ = ['BaseMLLMAdapter', 'GenerationResult', 'ImageTokenLayout', 'MLLMBatch',
-           'LlavaAdapter', 'Qwen2VLAdapter']
-__all__ += ['InternVLAdapter']
+           'LlavaAdapter', 'Qwen2VLAdapter', 'Qwen3VLAdapter', 'InternVLAdapter']
