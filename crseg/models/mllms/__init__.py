@@ -1,7 +1,8 @@
 """MLLM adapters, one file per family (tiny test models: :mod:`crseg.testing`)."""
 from .base import BaseMLLMAdapter, GenerationResult, ImageTokenLayout, MLLMBatch
 from .llava import LlavaAdapter
+from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_vl import Qwen2VLAdapter
 
 __all__ = ['BaseMLLMAdapter', 'GenerationResult', 'ImageTokenLayout', 'MLLMBatch',
-           'LlavaAdapter', 'Qwen2VLAdapter']
+           'LlavaAdapter', 'Qwen2VLAdapter', 'LlavaOnevisionAdapter']
