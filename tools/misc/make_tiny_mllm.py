@@ -4,6 +4,8 @@
         --out work_dirs/tiny_llava
     python tools/misc/make_tiny_mllm.py --family qwen2vl --corpus texts.txt \
         --out work_dirs/tiny_qwen2vl
+    python tools/misc/make_tiny_mllm.py --family llava_onevision --corpus texts.txt \
+        --out work_dirs/tiny_llava_onevision
 
 ``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
 ``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder
@@ -17,6 +19,7 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from crseg.testing.tiny_llava_onevision import build_tiny_llava_onevision  # noqa
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 
 
@@ -57,7 +60,8 @@ def load_corpus(path: str) -> list:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl'], required=True)
+    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl', 'llava_onevision'],
+                   required=True)
     p.add_argument('--corpus', required=True, help='ReasonSeg JSON folder or a .txt file')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--extra-corpus', nargs='+', default=[],
@@ -80,6 +84,9 @@ def main(argv=None) -> str:
                   text_layers=args.text_layers, heads=args.heads, seed=args.seed)
     if args.family == 'llava':
         return build_tiny_llava(args.out, texts, **common)
+    if args.family == 'llava_onevision':  # anyres tiles of 32 px, up to 2x2
+        kv = args.heads // 2 if args.heads % 2 == 0 else args.heads
+        return build_tiny_llava_onevision(args.out, texts, kv_heads=kv, **common)
     return build_tiny_qwen2vl(args.out, texts, qwen25=args.family == 'qwen2_5vl', **common)
 
 

@@ -63,6 +63,28 @@ def _processor_output(adapter, img):
                              input_data_format='channels_last')
 
 
+def test_cli_builds_a_folder_that_loads_back(tmp_path):
+    import importlib.util
+    import os.path as osp
+    root = osp.abspath(osp.join(osp.dirname(__file__), '..', '..', '..'))
+    spec = importlib.util.spec_from_file_location(
+        'make_tiny_mllm', osp.join(root, 'tools', 'misc', 'make_tiny_mllm.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    corpus = tmp_path / 'texts.txt'
+    corpus.write_text('\n'.join(CORPUS), encoding='utf-8')
+    out = cli.main(['--family', 'llava_onevision', '--corpus', str(corpus), '--out',
+                    str(tmp_path / 'ov'), '--vocab-size', '300', '--text-width', '32',
+                    '--text-layers', '1', '--heads', '2'])
+    adapter = LlavaOnevisionAdapter(pretrained=out, tiles='base')
+    assert (adapter.num_layers, adapter.num_heads) == (1, 2)
+    assert adapter.text_config.num_key_value_heads == 1
+    assert adapter.hf_model.config.image_grid_pinpoints == \
+        adapter.processor.image_processor.image_grid_pinpoints
+    out = adapter.forward(adapter.build_inputs([_ramp(30, 50)], ['q']), EAPCapture())
+    assert out['attn_maps'][0].shape == (2, 4, 4)  # the base image: 32 px / 8 px patches
+
+
 def test_round_trip_and_registry(ov_dir, images):
     adapter = MODELS.build(dict(type='LlavaOnevisionAdapter', pretrained=ov_dir))
     assert isinstance(adapter, LlavaOnevisionAdapter) and adapter.tiles == 'assemble'
