@@ -1,5 +1,7 @@
 """LlavaOnevisionAdapter: anyres token layout vs the processor and the model's own packing,
 cell geometry vs the pixels the processor made, capture == eager, generation, CRSeg, errors."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -46,15 +48,38 @@ def _decode(pv, h, w):
 def _packed_ids(adapter, enc):
     """Run the model's own ``pack_image_features`` on features that carry their origin:
     (tile, row, col) per token, the newline = (-1, -1, -1)."""
+    from transformers import LlavaOnevisionModel
     cfg = adapter.hf_model.config
     s = cfg.vision_config.image_size // cfg.vision_config.patch_size
     n = enc['pixel_values'].shape[1]
     t, r, c = torch.meshgrid(torch.arange(n), torch.arange(s), torch.arange(s), indexing='ij')
     feats = torch.stack([t, r, c], -1).reshape(n, s * s, 3).float()
-    packed, _ = adapter.hf_model.model.pack_image_features(
-        [feats], enc['image_sizes'], image_newline=torch.full((3, ), -1.0),
-        vision_aspect_ratio=cfg.vision_aspect_ratio)
+    # the method reads only ``self.config``: the real-size check runs it without the weights
+    packed, _ = LlavaOnevisionModel.pack_image_features(
+        SimpleNamespace(config=cfg), [feats], enc['image_sizes'],
+        image_newline=torch.full((3, ), -1.0), vision_aspect_ratio=cfg.vision_aspect_ratio)
     return packed[0].long()
+
+
+def _check_cells(adapter, enc, H, W):
+    """Cell -> token (adapter) -> tile patch (model's packing) -> original pixels (processor,
+    read back from a coordinate-ramp image) == the cell centre by the adapter's geometry."""
+    ids = _packed_ids(adapter, enc)
+    geom, = adapter.image_geometry(H, W)
+    off, grid = adapter._cells(adapter.anyres_layout(H, W))
+    assert geom.grid == grid
+    p = adapter.hf_model.config.vision_config.patch_size
+    checked = 0
+    for k, (t, r, c) in enumerate(ids[off].tolist()):
+        x, y, real = _decode(enc['pixel_values'][0, t, :, r * p:(r + 1) * p,
+                                                 c * p:(c + 1) * p].double(), H, W)
+        if not real.all():
+            continue  # a patch on the padding
+        cx, cy = geom.cell_to_pixel(k // grid[1], k % grid[1])
+        assert abs(float(x.mean()) - cx) < 0.02 * W + 0.5, (k, float(x.mean()), cx)
+        assert abs(float(y.mean()) - cy) < 0.02 * H + 0.5, (k, float(y.mean()), cy)
+        checked += 1
+    assert checked >= 0.5 * grid[0] * grid[1]
 
 
 def _processor_output(adapter, img):
@@ -133,30 +158,50 @@ def test_layout_matches_processor_and_model_packing(ov, size):
 @pytest.mark.parametrize('tiles', ['assemble', 'base'])
 @pytest.mark.parametrize('size', SIZES)
 def test_every_cell_maps_to_the_pixels_it_was_made_of(ov, size, tiles):
-    """Cell -> token (adapter) -> tile patch (model's packing) -> original pixels (processor,
-    read back from a coordinate-ramp image) == the cell centre by the adapter's geometry."""
     H, W = size
     enc = _processor_output(ov, _ramp(H, W))
-    ids = _packed_ids(ov, enc)
     ov.tiles = tiles
     try:
-        geom, = ov.image_geometry(H, W)
-        off, grid = ov._cells(ov.anyres_layout(H, W))
+        _check_cells(ov, enc, H, W)
     finally:
         ov.tiles = 'assemble'
-    assert geom.grid == grid
-    p = ov.hf_model.config.vision_config.patch_size
-    checked = 0
-    for k, (t, r, c) in enumerate(ids[off].tolist()):
-        x, y, real = _decode(enc['pixel_values'][0, t, :, r * p:(r + 1) * p,
-                                                 c * p:(c + 1) * p].double(), H, W)
-        if not real.all():
-            continue  # a patch on the padding
-        cx, cy = geom.cell_to_pixel(k // grid[1], k % grid[1])
-        assert abs(float(x.mean()) - cx) < 0.02 * W + 0.5, (k, float(x.mean()), cx)
-        assert abs(float(y.mean()) - cy) < 0.02 * H + 0.5, (k, float(y.mean()), cy)
-        checked += 1
-    assert checked >= 0.5 * grid[0] * grid[1]
+
+
+class _RealSize:
+    """The adapter's layout and geometry on LLaVA-OneVision-7B's own config (no weights)."""
+    tiles = 'assemble'
+    anyres_layout = LlavaOnevisionAdapter.anyres_layout
+    image_geometry = LlavaOnevisionAdapter.image_geometry
+    _cells = LlavaOnevisionAdapter._cells
+
+    def __init__(self, processor):
+        from transformers import LlavaOnevisionConfig
+        self.hf_model = SimpleNamespace(config=LlavaOnevisionConfig())  # SigLIP 384/14
+        self.processor = processor
+        self.image_token_id = processor.image_token_id
+
+    def chat_text(self, prompt):
+        return self.processor.apply_chat_template(
+            [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': prompt}]}],
+            tokenize=False, add_generation_prompt=True)
+
+
+@pytest.mark.parametrize('size', [(480, 640), (300, 1000)])
+def test_real_size_layout_and_cells(ov, size):
+    """Released settings: 384 px tiles, 27x27 tokens, pinpoints up to 6x6, anyres_max_9."""
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor
+    real = _RealSize(LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3),
+        tokenizer=ov.tokenizer, video_processor=ov.processor.video_processor,
+        num_image_tokens=27 * 27, vision_feature_select_strategy='full',
+        chat_template=ov.processor.chat_template))
+    H, W = size
+    enc = _processor_output(real, _ramp(H, W))
+    lay = real.anyres_layout(H, W)
+    assert lay.num_tokens == int((enc['input_ids'] == real.image_token_id).sum())
+    assert _packed_ids(real, enc).shape[0] == lay.num_tokens
+    if lay.grid == tuple(b - a for a, b in lay.unpadded):  # not shrunk: a permutation
+        _check_cells(real, enc, H, W)
 
 
 def test_planted_crop_attention_peaks_where_the_crop_lies(ov):
