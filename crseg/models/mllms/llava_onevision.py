@@ -86,6 +86,39 @@ def _max_patches(vision_aspect_ratio: str) -> int:
     return int(m.group(1))
 
 
+def anyres_layout(config, height: int, width: int) -> AnyresLayout:
+    """How a ``LlavaOnevisionConfig`` packs an ``height x width`` image (transformers' rules,
+    see the module docstring); needs only the config, no weights."""
+    from transformers.image_processing_utils import select_best_resolution
+    tile = config.vision_config.image_size
+    s = tile // config.vision_config.patch_size
+    H, W = int(height), int(width)
+    bh, bw = select_best_resolution((H, W), config.image_grid_pinpoints)
+    rows, cols = bh // tile, bw // tile
+    ch, cw = rows * s, cols * s
+    (r0, r1), (c0, c1) = (0, ch), (0, cw)
+    if W / H > cw / ch:  # wider than the canvas: padded rows are cut
+        pad = (ch - int(round(H * (cw / W), 7))) // 2
+        r0, r1 = pad, ch - pad
+    else:
+        pad = (cw - int(round(W * (ch / H), 7))) // 2
+        c0, c1 = pad, cw - pad
+    gh, gw = r1 - r0, c1 - c0
+    ratio = math.sqrt(gh * gw / (_max_patches(config.vision_aspect_ratio) * s * s))
+    if ratio > 1.1:
+        gh, gw = int(gh // ratio), int(gw // ratio)
+    # the processor's resize-for-patching (aspect kept, ceil) and centred padding
+    if bw / W < bh / H:
+        nw, nh = bw, min(math.ceil(H * (bw / W)), bh)
+    else:
+        nh, nw = bh, min(math.ceil(W * (bh / H)), bw)
+    px, py = (bw - nw) // 2, (bh - nh) // 2
+    cell = tile / s
+    box = ((c0 * cell - px) * W / nw, (r0 * cell - py) * H / nh,
+           (c1 * cell - px) * W / nw, (r1 * cell - py) * H / nh)
+    return AnyresLayout(s, (gh, gw), box, (rows, cols), ((r0, r1), (c0, c1)))
+
+
 class _FlatPatches:
     """The processor, with each one-image call's ``pixel_values`` flattened to tiles."""
 
@@ -158,36 +191,8 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
 
     # ------------------------------------------------------------ layout
     def anyres_layout(self, height: int, width: int) -> AnyresLayout:
-        """The packing of an ``height x width`` image (transformers' rules, see module doc)."""
-        from transformers.image_processing_utils import select_best_resolution
-        cfg = self.hf_model.config
-        tile = cfg.vision_config.image_size
-        s = tile // cfg.vision_config.patch_size
-        H, W = int(height), int(width)
-        bh, bw = select_best_resolution((H, W), cfg.image_grid_pinpoints)
-        rows, cols = bh // tile, bw // tile
-        ch, cw = rows * s, cols * s
-        (r0, r1), (c0, c1) = (0, ch), (0, cw)
-        if W / H > cw / ch:  # wider than the canvas: padded rows are cut
-            pad = (ch - int(round(H * (cw / W), 7))) // 2
-            r0, r1 = pad, ch - pad
-        else:
-            pad = (cw - int(round(W * (ch / H), 7))) // 2
-            c0, c1 = pad, cw - pad
-        gh, gw = r1 - r0, c1 - c0
-        ratio = math.sqrt(gh * gw / (_max_patches(cfg.vision_aspect_ratio) * s * s))
-        if ratio > 1.1:
-            gh, gw = int(gh // ratio), int(gw // ratio)
-        # the processor's resize-for-patching (aspect kept, ceil) and centred padding
-        if bw / W < bh / H:
-            nw, nh = bw, min(math.ceil(H * (bw / W)), bh)
-        else:
-            nh, nw = bh, min(math.ceil(W * (bh / H)), bw)
-        px, py = (bw - nw) // 2, (bh - nh) // 2
-        cell = tile / s
-        box = ((c0 * cell - px) * W / nw, (r0 * cell - py) * H / nh,
-               (c1 * cell - px) * W / nw, (r1 * cell - py) * H / nh)
-        return AnyresLayout(s, (gh, gw), box, (rows, cols), ((r0, r1), (c0, c1)))
+        """The packing of an ``height x width`` image (see :func:`anyres_layout`)."""
+        return anyres_layout(self.hf_model.config, height, width)
 
     def _cells(self, lay: AnyresLayout) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if self.tiles == 'base':
@@ -259,4 +264,4 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
                              f"{strategies}; LLaVA-OneVision's tile grid needs 'full'")
 
 
-__all__ = ['LlavaOnevisionAdapter', 'AnyresLayout', 'TILES']
+__all__ = ['LlavaOnevisionAdapter', 'AnyresLayout', 'anyres_layout', 'TILES']
