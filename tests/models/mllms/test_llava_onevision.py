@@ -278,6 +278,22 @@ def test_capture_equals_eager_on_answer_rows(ov_dir, images, tiles):
         assert ref.abs().sum() > 0
 
 
+def test_batch_equals_single_samples(ov, images):
+    """Samples with different tile counts share a batch (tiles concatenated, no padding)."""
+    imgs = [images[0], _ramp(30, 64)]
+    batch = ov.build_inputs(imgs, PROMPTS, RESPONSES, SPANS)
+    n_tiles = [1 + np.prod(ov.anyres_layout(*im.shape[:2]).tiles) for im in imgs]
+    assert n_tiles == [5, 3]
+    assert batch.model_inputs['pixel_values'].shape[0] == sum(n_tiles)
+    with torch.no_grad():
+        both = ov.forward(batch, EAPCapture(layers=[-1]))['attn_maps']
+        for b in range(2):
+            one = ov.build_inputs(imgs[b:b + 1], PROMPTS[b:b + 1], RESPONSES[b:b + 1],
+                                  SPANS[b:b + 1])
+            alone = ov.forward(one, EAPCapture(layers=[-1]))['attn_maps'][0]
+            torch.testing.assert_close(both[b], alone, atol=1e-5, rtol=1e-4)
+
+
 def test_generate_one_row_per_step_without_extra_forward(ov, images):
     calls = []
     hook = ov.hf_model.register_forward_hook(lambda *a: calls.append(1))
