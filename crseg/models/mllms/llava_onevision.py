@@ -158,7 +158,6 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
             raise ValueError(f'LlavaOnevisionAdapter: tiles={tiles!r}, expected one of {TILES}')
         self.tiles = tiles
         super().__init__(*args, **kwargs)
-        self._check_processor()
 
     # ------------------------------------------------------------ family hooks
     def model_class(self, hf_config, pretrained: Optional[str]):
@@ -169,6 +168,7 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
             raise ValueError(f'LlavaOnevisionAdapter: {pretrained or "config"} holds a '
                              f'{hf_config.model_type!r} model, not {MODEL_TYPE!r}; use the '
                              'adapter of that family')
+        self._check_processor(hf_config)  # before any weights are loaded
         return LlavaOnevisionForConditionalGeneration
 
     def build_config(self, config: dict):
@@ -223,9 +223,9 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
             self.processor = processor
 
     # ------------------------------------------------------------ checks
-    def _check_processor(self) -> None:
-        """The processor must count the tokens the model packs (else: error, no forward)."""
-        cfg = self.hf_model.config
+    def _check_processor(self, cfg) -> None:
+        """The processor must count the tokens the model (config ``cfg``) packs; called with
+        the config, before the model is built or its weights loaded."""
         proc, ip = self.processor, getattr(self.processor, 'image_processor', None)
         name = type(self).__name__
         if ip is None or not hasattr(ip, 'image_grid_pinpoints'):
@@ -254,9 +254,10 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
             raise ValueError(f'{name}: the image processor makes {get("height")}x'
                              f'{get("width")} tiles but the vision tower takes {tile}x{tile}')
         s = tile // cfg.vision_config.patch_size
-        if getattr(proc, 'num_image_tokens', None) != s * s:
-            raise ValueError(f'{name}: processor num_image_tokens={proc.num_image_tokens} but '
-                             f'the tower gives {s}x{s} = {s * s} tokens per tile')
+        n_tokens = getattr(proc, 'num_image_tokens', None)
+        if n_tokens != s * s:
+            raise ValueError(f'{name}: processor num_image_tokens={n_tokens} but the tower '
+                             f'gives {s}x{s} = {s * s} tokens per tile')
         strategies = (cfg.vision_feature_select_strategy,
                       getattr(proc, 'vision_feature_select_strategy', None) or 'full')
         if strategies != ('full', 'full'):

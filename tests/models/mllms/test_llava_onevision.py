@@ -360,6 +360,24 @@ def test_other_family_folder_names_both_types(tiny_llava_dir):
         LlavaOnevisionAdapter(pretrained=tiny_llava_dir)
 
 
+def test_pretrained_folder_whose_processor_tiles_differently(ov_dir, tmp_path, monkeypatch):
+    import json
+    import shutil
+    from transformers import LlavaOnevisionForConditionalGeneration
+    folder = tmp_path / 'ov'
+    shutil.copytree(ov_dir, folder)
+    cfg = json.loads((folder / 'processor_config.json').read_text())
+    cfg['image_processor']['image_grid_pinpoints'] = [[32, 32]]  # the processor: no tiling
+    (folder / 'processor_config.json').write_text(json.dumps(cfg))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError('weights loaded before the check')
+    monkeypatch.setattr(LlavaOnevisionForConditionalGeneration, 'from_pretrained', no_weights)
+    with pytest.raises(ValueError, match=r'processor tiles .*\[\[32, 32\]\] \(up to 1 tiles\) '
+                                         r'but the model config says .*up to 4 tiles'):
+        LlavaOnevisionAdapter(pretrained=str(folder))
+
+
 def _config_of(adapter, **changes):
     cfg = adapter.hf_model.config.to_dict()
     keep = ('vision_config', 'text_config', 'image_token_index', 'video_token_index',
