@@ -1,4 +1,4 @@
-"""The real-size LLaVA-OneVision config resolves, and builds + trains + predicts with a tiny
+"""The real-size LLaVA-OneVision configs resolve, and build + train / predict with a tiny
 stand-in of the same HF classes (LlavaOnevisionForConditionalGeneration, SigLIP, Qwen2)."""
 import pytest
 import torch
@@ -8,6 +8,7 @@ from mmengine.registry import init_default_scope
 from crseg.registry import MODELS
 
 PATH = 'configs/crseg/crseg_llavaov_7b_samvith_10k_reasonseg.py'
+ZEROSHOT = 'configs/crseg/crseg_llavaov_7b_samvith_zeroshot_reasonseg_val.py'
 
 
 @pytest.fixture(scope='module')
@@ -67,3 +68,25 @@ def test_real_config_builds_with_tiny_stand_in(repo_root, tiny_ov_dir, tiny_sam_
     losses = model.loss([img], [s])
     assert {'loss_lm', 'loss_coarse_bce', 'loss_mask_bce'} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def test_zeroshot_config_builds_and_predicts(repo_root, tiny_ov_dir, tiny_sam_arch):
+    init_default_scope('crseg')
+    cfg = Config.fromfile(str(repo_root / ZEROSHOT))
+    m = cfg.model
+    assert m.type == 'AttentionOnlySegmentor' and m.mllm.type == 'LlavaOnevisionAdapter'
+    assert m.mllm.freeze and 'lora' not in m.mllm
+    assert m.mllm.pretrained.endswith('llava-onevision-qwen2-7b-ov-hf')
+    assert cfg.test_dataloader.dataset.split == 'val'
+    m.mllm.pretrained = tiny_ov_dir
+    m.mllm.torch_dtype = 'float32'
+    m.mllm.max_new_tokens = 6
+    m.refiner.arch, m.refiner.checkpoint = tiny_sam_arch, None
+    model = MODELS.build(m).eval()
+    assert type(model.mllm.hf_model).__name__ == 'LlavaOnevisionForConditionalGeneration'
+    from mmseg.structures import SegDataSample
+    img = torch.randint(0, 255, (3, 48, 80), dtype=torch.uint8)
+    s = SegDataSample(metainfo=dict(query='the red circle', ori_shape=(48, 80),
+                                    img_shape=(48, 80), img_path='x.png'))
+    out = model.predict([img], [s])
+    assert out[0].pred_sem_seg.data.shape == (1, 48, 80)
