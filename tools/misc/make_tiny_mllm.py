@@ -8,6 +8,8 @@
         --out work_dirs/tiny_internvl   # InternVL3-like, tiles up to 4 crops + thumbnail
     python tools/misc/make_tiny_mllm.py --family qwen3vl --corpus texts.txt \
         --out work_dirs/tiny_qwen3vl
+    python tools/misc/make_tiny_mllm.py --family llava_onevision --corpus texts.txt \
+        --out work_dirs/tiny_llava_onevision
 
 ``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
 ``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder
@@ -21,6 +23,7 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from crseg.testing.tiny_llava_onevision import build_tiny_llava_onevision  # noqa
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 from crseg.testing.tiny_internvl import build_tiny_internvl  # noqa
 from crseg.testing.tiny_qwen3vl import build_tiny_qwen3vl  # noqa
@@ -29,6 +32,15 @@ from crseg.testing.tiny_qwen3vl import build_tiny_qwen3vl  # noqa
 BUILDERS = {}
 BUILDERS['qwen3vl'] = build_tiny_qwen3vl  # Qwen3-VL (dense), patch 16, DeepStack
 BUILDERS['internvl'] = build_tiny_internvl  # InternVL3-like, tiles up to 4 crops + thumbnail
+
+
+def _tiny_llava_onevision(out, texts, heads, **common):
+    """Anyres tiles of 32 px, up to 2x2; grouped-query attention when ``heads`` is even."""
+    kv = heads // 2 if heads % 2 == 0 else heads
+    return build_tiny_llava_onevision(out, texts, heads=heads, kv_heads=kv, **common)
+
+
+BUILDERS['llava_onevision'] = _tiny_llava_onevision
 
 
 def read_json(path: str) -> dict:
