@@ -238,4 +238,5 @@ class AttentionAggregator(CoarseLoss, BaseModule):
         return out
 
 
-__all__ = ['CoarseLoss', 'EAPCoarseHead', 'AttentionAggregator', 'normalize_channels', 'standardize']
+__all__ = ['CoarseLoss', 'EAPCoarseHead', 'AttentionAggregator', 'normalize_channels',
+           'standardize']
