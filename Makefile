@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: env test demo lint clean-env table
+.PHONY: env test demo lint clean-env table webui
 
 env:
 	@bash tools/install/setup_venv.sh
@@ -23,3 +23,7 @@ clean-env:
 # The SynthReason comparison table (CR-Seg, ablations, baselines); runs `make demo` first if needed.
 table: env
 	@bash tools/analysis_tools/synthreason_table.sh
+
+# The web demo on the embedded default (needs `make demo`'s checkpoint); 127.0.0.1:7860.
+webui: env
+	@bash tools/webui.sh

@@ -10,7 +10,8 @@ Response format (plain text, tokenizer-friendly, one line per part)::
 
 Parser rules (:meth:`GLCoT.parse`): the answer is the text after the *last* ``answer:`` marker up
 to the end of its line; ``scene:`` / ``region:`` texts run to the next marker. Fallbacks, each
-counted in ``num_fallbacks`` and logged with a warning:
+logged with a warning and returned as ``GLCoTParse.fallback`` (the reason; the segmentor records
+it as the sample's ``parse_fallback`` outcome):
 
 * no ``answer:`` marker (or nothing after it) -> the last sentence of the response (text after
   the last '.', '!', '?' or newline that has any content);
@@ -67,7 +68,6 @@ class GLCoT:
         self.mode = mode
         self.instruction = instruction if instruction is not None else (
             GLCOT_INSTRUCTION if mode == 'glcot' else PLAIN_INSTRUCTION)
-        self.num_fallbacks = 0
 
     def build_prompt(self, query: str) -> str:
         """User-message text (the MLLM adapter applies the chat template)."""
@@ -120,7 +120,6 @@ class GLCoT:
             span = self._last_sentence(response)
             if span[1] == span[0]:
                 why = 'empty response' if not response.strip() else f'{why}, no text to use'
-            self.num_fallbacks += 1
             print_log(f'GLCoT.parse: {why}; fallback answer span {span} = '
                       f'{response[span[0]:span[1]]!r}', logger='current', level=30)
         return GLCoTParse(texts.get('scene', ''), texts.get('region', ''),

@@ -9,7 +9,9 @@ config, in order; ``none`` or leaving them out = weights as the config builds th
 the table), the dataset's ``test_dataloader`` from ``configs/_base_/datasets/<name>.py`` (or a
 path to such a file), limited to the first ``--limit`` samples, and two ``ReasonSegMetric``
 evaluators (LISA and Seg-Zero protocols, prefixes ``lisa``/``segzero``) run by
-``runner.test()``. Without ``--datasets`` each config's own ``test_dataloader`` is used.
+``runner.test()``. Parse failures and the other per-sample outcome counts (``n_<key>``) come
+from the metric, which sums what the model wrote into each predicted sample. Without
+``--datasets`` each config's own ``test_dataloader`` is used.
 
 Before any model is built, every dataset is built and its first sample checked for what the
 methods read at test time (``query``, ``gt_sem_seg``); a missing field, data root or
@@ -40,8 +42,7 @@ from mmengine.logging import print_log  # noqa: E402
 
 from crseg.utils import register_all_modules  # noqa: E402
 from crseg.utils.benchmark_table import (PROTOCOL_EVALUATORS, error_row, make_row,  # noqa: E402
-                                         missing_test_fields, parse_failure_count, peak_memory_mib,
-                                         write_table)
+                                         missing_test_fields, peak_memory_mib, write_table)
 
 DATASET_DIR = osp.join(ROOT, 'configs', '_base_', 'datasets')
 
@@ -163,12 +164,11 @@ def run_one(spec: dict) -> dict:
     timer = TestStepTimer()
     runner.register_hook(timer)
     metrics = runner.test()
-    count, source = parse_failure_count(runner.model)
     mib, kind = peak_memory_mib()
     notes = list(spec.get('notes', []))
     return make_row(spec['method'], spec['dataset'], metrics, config=spec['config'],
-                    checkpoint=spec['checkpoint'], parse_failures=count, parse_source=source,
-                    seconds=timer.seconds, peak_mib=mib, memory_kind=kind, notes=notes)
+                    checkpoint=spec['checkpoint'], seconds=timer.seconds, peak_mib=mib,
+                    memory_kind=kind, notes=notes)
 
 
 def run_subprocess(spec: dict) -> dict:

@@ -16,15 +16,9 @@ import os.path as osp
 
 import cv2
 import numpy as np
-from mmengine.dataset import Compose, pseudo_collate
-from mmengine.registry import init_default_scope
 
-from crseg.registry import MODELS
-from crseg.utils import register_all_modules
+from crseg.apis import ReasonSegInferencer
 from crseg.utils.cfg_options import CfgOptionsAction
-from crseg.utils.checkpoint_policy import (check_checkpoint_file, load_trained_checkpoint,
-                                           require_no_random_parts)
-from crseg.utils.tool_utils import load_config
 from crseg.visualization import render_prediction
 
 
@@ -49,43 +43,11 @@ def parse_args():
     return args
 
 
-def build_model(cfg, checkpoint=None, device='cpu'):
-    """The config's model with ``checkpoint`` loaded strictly, or (None) on its pretrained
-    weights alone (random parts refused); in eval mode on ``device``."""
-    init_default_scope(cfg.get('default_scope', 'crseg'))
-    if checkpoint is not None:
-        check_checkpoint_file(checkpoint)
-    model = MODELS.build(cfg.model)
-    if checkpoint is not None:
-        load_trained_checkpoint(model, checkpoint)
-    else:
-        require_no_random_parts(model, 'tools/demo.py')
-    return model.to(device).eval()
-
-
-def inference_pipeline(cfg):
-    """The test pipeline without its annotation loading (no ground truth here)."""
-    steps = [t for t in cfg.test_dataloader.dataset.pipeline
-             if t['type'] not in ('LoadReasonSegAnnotations', 'LoadAnnotations')]
-    return Compose(steps)
-
-
-def segment(model, pipeline, image_path, query, is_sentence=False):
-    if not osp.isfile(image_path):
-        raise FileNotFoundError(f'image does not exist: {image_path}')
-    if not query.strip():
-        raise ValueError(f'the query for {image_path} is empty')
-    data = pipeline(dict(img_path=image_path, query=query, is_sentence=is_sentence,
-                         glcot=None, query_type=None, sample_idx=0))
-    return model.test_step(pseudo_collate([data]))[0]
-
-
 def main():
     args = parse_args()
-    register_all_modules(init_default_scope=False)
-    cfg = load_config(args.config, args.cfg_options)
-    model = build_model(cfg, args.checkpoint, args.device)
-    sample = segment(model, inference_pipeline(cfg), args.image, args.query, args.sentence)
+    inferencer = ReasonSegInferencer(args.config, args.checkpoint, args.device,
+                                     args.cfg_options, what='tools/demo.py')
+    sample = inferencer(args.image, args.query, args.sentence)
     os.makedirs(args.out, exist_ok=True)
     stem = osp.splitext(osp.basename(args.image))[0]
     mask = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8) * 255

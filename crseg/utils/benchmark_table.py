@@ -1,13 +1,14 @@
-"""The benchmark table of ``tools/benchmark.py``: rows, counters, memory, Markdown and JSON.
+"""The benchmark table of ``tools/benchmark.py``: rows, outcome counts, memory, Markdown and JSON.
 
 One row per (method, dataset). Metrics come from two :class:`ReasonSegMetric` evaluators run in
 the same test loop, with prefixes ``lisa`` and ``segzero`` (:data:`PROTOCOL_EVALUATORS`), so
-both protocols score the very same predictions. Parse failures come from the model's own
-counters (:func:`parse_failure_count`):
-
-* ``num_parse_failures`` (baselines: missing ``[SEG]``, unusable box/point answers; the
-  attention-only baseline: GLCoT fallbacks + answer-row fallbacks);
-* otherwise ``glcot.num_fallbacks`` (CR-Seg: responses whose answer fell back).
+both protocols score the very same predictions. Outcome counts come from the metric too
+(:func:`outcome_counts`): each segmentor writes ``outcomes = {key: 0 or 1}`` into every
+predicted sample (``parse_failure`` plus its own keys: ``parse_fallback``, ``seg_missing`` ...)
+and the metric sums them into ``<prefix>/n_<key>`` over all samples of all processes. The
+"parse fail" column is ``n_parse_failure`` over N (source ``'metric'``); a model that writes
+no outcomes gets n/a (source ``'none'``). Every count goes into the JSON row (``outcomes``);
+the Markdown notes list the non-zero ones besides ``parse_failure``.
 
 Memory (:func:`peak_memory_mib`): ``torch.cuda.max_memory_allocated`` on GPU, the process's
 peak RSS (``ru_maxrss``) on CPU; the kind is stored with the number.
@@ -21,6 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from crseg.models.segmentors.base import PARSE_FAILURE  # written into every prediction
+
 PROTOCOLS = ('lisa', 'segzero')
 PROTOCOL_EVALUATORS = [dict(type='ReasonSegMetric', protocol=p, prefix=p) for p in PROTOCOLS]
 METRIC_KEYS = ('gIoU', 'cIoU', 'gIoU_short', 'cIoU_short', 'gIoU_long', 'cIoU_long')
@@ -28,15 +31,15 @@ METRIC_KEYS = ('gIoU', 'cIoU', 'gIoU_short', 'cIoU_short', 'gIoU_long', 'cIoU_lo
 REQUIRED_TEST_FIELDS = ('query', )
 
 
-def parse_failure_count(model) -> Tuple[Optional[int], str]:
-    """(count, source) of a segmentor's parse-failure counter; (None, 'none') without one."""
-    model = getattr(model, 'module', model)  # DDP / wrappers
-    if hasattr(model, 'num_parse_failures'):
-        return int(model.num_parse_failures), f'{type(model).__name__}.num_parse_failures'
-    glcot = getattr(model, 'glcot', None)
-    if glcot is not None and hasattr(glcot, 'num_fallbacks'):
-        return int(glcot.num_fallbacks), 'glcot.num_fallbacks'
-    return None, 'none'
+def outcome_counts(metrics: Dict[str, float]) -> Dict[str, int]:
+    """``{key: count}`` from the metric's ``<prefix>/n_<key>`` results (the first protocol
+    that has any; both evaluators count the same predictions)."""
+    for p in PROTOCOLS:
+        head = f'{p}/n_'
+        counts = {k[len(head):]: int(v) for k, v in metrics.items() if k.startswith(head)}
+        if counts:
+            return counts
+    return {}
 
 
 def peak_memory_mib(device: Optional[str] = None) -> Tuple[float, str]:
@@ -59,11 +62,11 @@ def missing_test_fields(sample, required: Sequence[str] = REQUIRED_TEST_FIELDS) 
 
 
 def make_row(method: str, dataset: str, metrics: Dict[str, float], *, config: str = '',
-             checkpoint: Optional[str] = None, parse_failures: Optional[int] = None,
-             parse_source: str = 'none', seconds: Optional[float] = None,
+             checkpoint: Optional[str] = None, seconds: Optional[float] = None,
              peak_mib: Optional[float] = None, memory_kind: str = '',
              notes: Sequence[str] = ()) -> dict:
-    """A flat row from the runner's metrics (keys ``lisa/gIoU``, ``segzero/cIoU`` ...)."""
+    """A flat row from the runner's metrics (keys ``lisa/gIoU``, ``segzero/cIoU``,
+    ``lisa/n_parse_failure`` ...)."""
     n = metrics.get('lisa/num_samples', metrics.get('segzero/num_samples', 0))
     row = dict(method=method, dataset=dataset, config=config, checkpoint=checkpoint,
                num_samples=int(n))
@@ -73,10 +76,13 @@ def make_row(method: str, dataset: str, metrics: Dict[str, float], *, config: st
             row[f'{p}_{k}'] = metrics.get(f'{p}/{k}')
     if row['lisa_gIoU_short'] is None and row['lisa_gIoU_long'] is None and n:
         notes.append('no is_sentence: short/long n/a')
+    outcomes = outcome_counts(metrics)
+    parse_failures = outcomes.get(PARSE_FAILURE)
     row['parse_failures'] = parse_failures
     row['parse_failure_rate'] = (None if parse_failures is None or not n
                                  else parse_failures / n)
-    row['parse_failure_source'] = parse_source
+    row['parse_failure_source'] = 'metric' if parse_failures is not None else 'none'
+    row['outcomes'] = outcomes
     row['sec_per_sample'] = seconds / n if seconds is not None and n else None
     row['peak_memory_mib'] = peak_mib
     row['memory_kind'] = memory_kind
@@ -115,6 +121,10 @@ def to_markdown(rows: List[dict]) -> str:
         rate = r.get('parse_failure_rate')
         fail = 'n/a' if rate is None else f"{100 * rate:.1f}% ({r['parse_failures']})"
         notes = list(r.get('notes', []))
+        counted = [f'{k} {v}' for k, v in sorted((r.get('outcomes') or {}).items())
+                   if k != PARSE_FAILURE and v]
+        if counted:
+            notes.append('outcomes: ' + ', '.join(counted))
         if r.get('error'):
             notes.insert(0, f"ERROR: {r['error']}")
         mem = _fmt(r.get('peak_memory_mib'), 0)
@@ -129,8 +139,11 @@ def to_markdown(rows: List[dict]) -> str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     legend = ('\ngIoU / cIoU in percent. LISA protocol: ignore pixels count in neither I nor U, '
               'an empty union scores 1. SZ = Seg-Zero protocol: ignore counts as target, an '
-              'empty union scores 0. g/c = gIoU / cIoU. parse fail: the model\'s counter '
-              '(GLCoT fallbacks, box/point parse failures or missing [SEG]) over N. s/sample: '
+              'empty union scores 0. g/c = gIoU / cIoU. parse fail: samples whose answer the '
+              'method could not parse (n_parse_failure of the metric, e.g. a GLCoT answer that '
+              'fell back, an unusable box/point answer, a missing [SEG]) over N. notes '
+              '"outcomes": the other non-zero per-sample outcome counts (n_<key> of the metric, '
+              'summed over all processes; the JSON rows hold every count). s/sample: '
               'test-step time (model + metric, no data loading). peak MiB: CUDA allocator '
               'peak (GPU) or process peak RSS (CPU).\n')
     return '\n'.join(lines) + '\n' + legend
@@ -148,5 +161,5 @@ def write_table(rows: List[dict], out_dir: str, name: str = 'benchmark') -> Tupl
 
 
 __all__ = ['PROTOCOLS', 'PROTOCOL_EVALUATORS', 'METRIC_KEYS', 'REQUIRED_TEST_FIELDS',
-           'parse_failure_count', 'peak_memory_mib', 'missing_test_fields', 'make_row',
+           'outcome_counts', 'peak_memory_mib', 'missing_test_fields', 'make_row',
            'error_row', 'to_markdown', 'write_table']

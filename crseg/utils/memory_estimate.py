@@ -193,6 +193,42 @@ def _qwen2_5_vl_7b():
 
 MLLM_PRESETS = {'llava-1.5-7b': _llava_1_5_7b, 'qwen2.5-vl-7b': _qwen2_5_vl_7b}
 SAM_PRESETS = ('vit_b', 'vit_l', 'vit_h')
+
+
+# ---- Qwen3-VL-8B-Instruct (config.json numbers as published in the checkpoint's metadata:
+# ollama.com/library/qwen3-vl:8b-instruct-q8_0 (GGUF keys: 36 blocks, 4096 wide, FFN 12288,
+# 32 / 8 heads of 128, rope 5e6, ViT 27 x 1152 / 16 heads, patch 16, DeepStack [8, 16, 24],
+# shortest / longest edge 65536 / 16777216 px) and the untied LM head of the 8B; the vision
+# MLP (4304), position grid (2304) and vocabulary (151936) are the Qwen3-VL defaults / Qwen3
+# tokenizer. Built here: 8,767,123,696 parameters, the published "8.77B".)
+def _qwen3_vl_8b():
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+    text = dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                vocab_size=151936, max_position_embeddings=262144, rms_norm_eps=1e-6,
+                rope_parameters=dict(rope_type='default', rope_theta=5e6,
+                                     mrope_section=[24, 20, 20], mrope_interleaved=True))
+    vision = dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16,
+                  patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+                  out_hidden_size=4096, num_position_embeddings=2304,
+                  deepstack_visual_indexes=[8, 16, 24])
+    cfg = Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False)
+    with torch.device('meta'):
+        model = Qwen3VLForConditionalGeneration(cfg)
+    # an 840x840 image (as the Qwen2.5-VL preset) -> the processor's 32 px multiple: 832 px
+    cell = cfg.vision_config.patch_size * cfg.vision_config.spatial_merge_size
+    h, w = smart_resize(840, 840, factor=cell, min_pixels=65536, max_pixels=16777216)
+    image_tokens = (h // cell) * (w // cell)
+    parts = dict(vision=model.model.visual, llm=model.model.language_model,
+                 lm_head=model.lm_head)
+    return model, cfg.get_text_config(), parts, dict(
+        vision=image_tokens * cfg.vision_config.spatial_merge_size ** 2,
+        image_tokens=image_tokens)
+
+
+MLLM_PRESETS['qwen3-vl-8b'] = _qwen3_vl_8b
+# ---- end Qwen3-VL-8B
 LORA_TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj')
 
 

@@ -4,12 +4,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from crseg.utils.benchmark_table import (make_row, missing_test_fields, parse_failure_count,
+from crseg.utils.benchmark_table import (make_row, missing_test_fields, outcome_counts,
                                          to_markdown, write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,16 +59,25 @@ def test_benchmark_four_samples_two_methods(tmp_path, synth_root, tiny_llava_dir
             for k in ('gIoU', 'cIoU'):
                 assert 0.0 <= row[f'{p}_{k}'] <= 100.0
         assert row['lisa_gIoU_long'] is not None or row['lisa_gIoU_short'] is not None
-        assert 0.0 <= row['parse_failure_rate'] <= 1.0
+        # outcome counts come from the metric: parse_failure plus the method's own keys
+        assert row['parse_failure_source'] == 'metric'
+        assert row['parse_failures'] == row['outcomes']['parse_failure']
+        assert row['parse_failure_rate'] == row['parse_failures'] / 4
+        assert all(0 <= v <= 4 for v in row['outcomes'].values()), row['outcomes']
         assert row['sec_per_sample'] > 0 and row['peak_memory_mib'] > 100
         assert row['memory_kind'] == 'cpu_peak_rss'
-    assert rows[0]['parse_failure_source'] == 'SegTokenSegmentor.num_parse_failures'
+    assert len(rows[0]['outcomes']) > 1, rows[0]['outcomes']  # [SEG]: its own keys too
     assert rows[0]['checkpoint'] == str(ckpt) and rows[1]['checkpoint'] is None
     assert any('no checkpoint' in n for n in rows[1]['notes'])
     # an untrained [SEG] model rarely emits [SEG]: an empty mask scores 1 under LISA only
     # when the GT is empty too, and always 0 under Seg-Zero -> the protocols differ
     md = (out / 'benchmark.md').read_text()
     assert md.count('\n| segtoken_tiny | synthreason | 4 |') == 1
+    for row in rows:  # the Markdown notes name each non-zero count besides parse_failure
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {row['method']} |"))
+        for key, v in row['outcomes'].items():
+            if key != 'parse_failure' and v:
+                assert f'{key} {v}' in line, (key, line)
     assert 'attnonly_tiny' in md and 'SZ gIoU' in md
     assert (out / 'runs' / 'segtoken_tiny__synthreason' / 'benchmark_run.log').exists()
 
@@ -103,29 +111,39 @@ def test_unknown_dataset_is_named(tmp_path):
 def test_make_row_and_markdown(tmp_path):
     metrics = {'lisa/gIoU': 50.0, 'lisa/cIoU': 40.0, 'lisa/gIoU_long': 45.0,
                'lisa/cIoU_long': 35.0, 'lisa/num_samples': 4, 'segzero/gIoU': 25.0,
-               'segzero/cIoU': 38.0, 'segzero/num_samples': 4}
-    row = make_row('m', 'd', metrics, checkpoint='c.pth', parse_failures=1,
-                   parse_source='x', seconds=2.0, peak_mib=512.0, memory_kind='cpu_peak_rss')
+               'segzero/cIoU': 38.0, 'segzero/num_samples': 4,
+               'lisa/n_parse_failure': 1, 'lisa/n_row_fallback': 2, 'lisa/n_clipped': 0,
+               'segzero/n_parse_failure': 1, 'segzero/n_row_fallback': 2, 'segzero/n_clipped': 0}
+    row = make_row('m', 'd', metrics, checkpoint='c.pth', seconds=2.0, peak_mib=512.0,
+                   memory_kind='cpu_peak_rss')
+    assert row['parse_failures'] == 1 and row['parse_failure_source'] == 'metric'
     assert row['parse_failure_rate'] == 0.25 and row['sec_per_sample'] == 0.5
+    assert row['outcomes'] == dict(parse_failure=1, row_fallback=2, clipped=0)
     assert row['lisa_gIoU_short'] is None and row['notes'] == []
     no_split = make_row('m', 'refcoco', {'lisa/gIoU': 1.0, 'lisa/num_samples': 2})
     assert 'no is_sentence: short/long n/a' in no_split['notes']
     assert any('no checkpoint' in n for n in no_split['notes'])
+    # a model that writes no outcomes: parse failures unknown, not zero
+    assert no_split['parse_failures'] is None and no_split['parse_failure_rate'] is None
+    assert no_split['parse_failure_source'] == 'none' and no_split['outcomes'] == {}
     md = to_markdown([row, no_split])
     assert '| m | d | 4 | 50.0 | 40.0 | n/a | 45.0 / 35.0 | 25.0 | 38.0 |' in md
     assert '25.0% (1)' in md and '512 (RSS)' in md
+    # non-zero outcome counts other than parse_failure go into the notes
+    line = next(ln for ln in md.splitlines() if ln.startswith('| m | d |'))
+    assert line.endswith('| outcomes: row_fallback 2 |'), line
+    assert 'outcomes' not in next(ln for ln in md.splitlines() if ln.startswith('| m | refcoco'))
     paths = write_table([row], str(tmp_path))
-    assert json.loads(Path(paths[1]).read_text())[0]['lisa_gIoU'] == 50.0
+    back = json.loads(Path(paths[1]).read_text())[0]
+    assert back['lisa_gIoU'] == 50.0 and back['outcomes']['row_fallback'] == 2
 
 
-def test_parse_failure_count_sources():
-    assert parse_failure_count(SimpleNamespace(num_parse_failures=3)) == \
-        (3, 'SimpleNamespace.num_parse_failures')
-    crseg_like = SimpleNamespace(glcot=SimpleNamespace(num_fallbacks=2))
-    assert parse_failure_count(crseg_like) == (2, 'glcot.num_fallbacks')
-    wrapped = SimpleNamespace(module=crseg_like)
-    assert parse_failure_count(wrapped)[0] == 2
-    assert parse_failure_count(object()) == (None, 'none')
+def test_outcome_counts_from_metric_keys():
+    assert outcome_counts({'lisa/n_seg_missing': 3, 'lisa/num_samples': 5, 'lisa/gIoU': 1.0,
+                           'segzero/n_seg_missing': 3}) == dict(seg_missing=3)
+    # only the Seg-Zero evaluator ran
+    assert outcome_counts({'segzero/n_clipped': 1}) == dict(clipped=1)
+    assert outcome_counts({'lisa/num_samples': 5}) == {}
 
 
 def test_missing_test_fields():

@@ -4,6 +4,12 @@
         --out work_dirs/tiny_llava
     python tools/misc/make_tiny_mllm.py --family qwen2vl --corpus texts.txt \
         --out work_dirs/tiny_qwen2vl
+    python tools/misc/make_tiny_mllm.py --family internvl --corpus texts.txt \
+        --out work_dirs/tiny_internvl   # InternVL3-like, tiles up to 4 crops + thumbnail
+    python tools/misc/make_tiny_mllm.py --family qwen3vl --corpus texts.txt \
+        --out work_dirs/tiny_qwen3vl
+    python tools/misc/make_tiny_mllm.py --family llava_onevision --corpus texts.txt \
+        --out work_dirs/tiny_llava_onevision
 
 ``--corpus``: a folder of ReasonSeg-format JSONs (every ``text`` entry and every string of the
 ``glcot`` entries is used, searched recursively) or a .txt file (one text per line). The folder
@@ -15,7 +21,24 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from crseg.testing.tiny_llava_onevision import build_tiny_llava_onevision  # noqa
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
+from crseg.testing.tiny_internvl import build_tiny_internvl  # noqa
+from crseg.testing.tiny_qwen3vl import build_tiny_qwen3vl  # noqa
+
+# family -> builder of the families with their own module (one block each)
+BUILDERS = {}
+BUILDERS['qwen3vl'] = build_tiny_qwen3vl  # Qwen3-VL (dense), patch 16, DeepStack
+BUILDERS['internvl'] = build_tiny_internvl  # InternVL3-like, tiles up to 4 crops + thumbnail
+
+
+def _tiny_llava_onevision(out, texts, heads, **common):
+    """Anyres tiles of 32 px, up to 2x2; grouped-query attention when ``heads`` is even."""
+    kv = heads // 2 if heads % 2 == 0 else heads
+    return build_tiny_llava_onevision(out, texts, heads=heads, kv_heads=kv, **common)
+
+
+BUILDERS['llava_onevision'] = _tiny_llava_onevision
 
 
 # the corpus reader (ReasonSeg folder or .txt) is shared with tools/misc/demo_steps.py
@@ -24,7 +47,8 @@ from crseg.testing.corpus import load_corpus  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl'], required=True)
+    p.add_argument('--family', choices=['llava', 'qwen2vl', 'qwen2_5vl', *BUILDERS],
+                   required=True)
     p.add_argument('--corpus', required=True, help='ReasonSeg JSON folder or a .txt file')
     p.add_argument('--out', required=True, help='output folder')
     p.add_argument('--extra-corpus', nargs='+', default=[],
@@ -47,6 +71,8 @@ def main(argv=None) -> str:
                   text_layers=args.text_layers, heads=args.heads, seed=args.seed)
     if args.family == 'llava':
         return build_tiny_llava(args.out, texts, **common)
+    if args.family in BUILDERS:
+        return BUILDERS[args.family](args.out, texts, **common)
     return build_tiny_qwen2vl(args.out, texts, qwen25=args.family == 'qwen2_5vl', **common)
 
 

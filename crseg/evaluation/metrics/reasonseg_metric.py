@@ -1,6 +1,6 @@
-"""ReasonSegMetric: gIoU / cIoU (percent) of reasoning segmentation."""
+"""ReasonSegMetric: gIoU / cIoU (percent) of reasoning segmentation, plus outcome counts."""
 from collections import defaultdict
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,30 @@ def intersection_union(pred: torch.Tensor, gt: torch.Tensor, protocol: str = 'li
     return inter, union
 
 
+def sample_outcomes(sample: dict, sample_idx) -> Optional[Dict[str, int]]:
+    """The ``outcomes`` of one predicted sample as ``{str: 0 or 1}`` (plain ints), or None.
+
+    Raises a ValueError naming the sample when ``outcomes`` is not a dict, a key is not a
+    string, or a value is not an integer (or bool) equal to 0 or 1.
+    """
+    outcomes = sample.get('outcomes')
+    if outcomes is None:
+        return None
+    where = f'sample {sample_idx} ({sample.get("img_path")})'
+    if not isinstance(outcomes, dict):
+        raise ValueError(f'{where}: outcomes must be a dict {{key: 0 or 1}}, got '
+                         f'{type(outcomes).__name__} {outcomes!r}')
+    clean = {}
+    for key, value in outcomes.items():
+        if not isinstance(key, str):
+            raise ValueError(f'{where}: outcome keys must be strings, got {key!r}')
+        if not isinstance(value, (int, np.integer)) or value not in (0, 1):
+            raise ValueError(f'{where}: outcome {key!r} must be 0 or 1, got '
+                             f'{type(value).__name__} {value!r}')
+        clean[key] = int(value)
+    return clean
+
+
 @METRICS.register_module()
 class ReasonSegMetric(BaseMetric):
     """gIoU and cIoU in percent, overall, short/long and per query type.
@@ -54,10 +78,24 @@ class ReasonSegMetric(BaseMetric):
         **kwargs: :class:`mmengine.evaluator.BaseMetric` arguments
             (``collect_device``, ``prefix``).
 
-    Per sample, ``self.results`` holds I, U, IoU, is_sentence and query_type,
-    so distributed collection merges plain numbers. Keys: gIoU, cIoU,
-    num_samples; gIoU_short/cIoU_short/gIoU_long/cIoU_long when samples carry
+    Per sample, ``self.results`` holds I, U, IoU, is_sentence, query_type and
+    the sample's ``outcomes``, so distributed collection merges plain numbers
+    and dicts of plain ints. Keys: gIoU, cIoU, num_samples;
+    gIoU_short/cIoU_short/gIoU_long/cIoU_long when samples carry
     ``is_sentence``; gIoU_<query_type> when they carry ``query_type``.
+
+    **Outcome counts.** A segmentor writes ``outcomes = {key: 0 or 1, ...}``
+    into each predicted sample's metainfo (things that went wrong for that
+    sample without stopping the run, e.g. ``parse_fallback``, ``seg_missing``,
+    and ``parse_failure``; see
+    :class:`~crseg.models.segmentors.base.BaseReasonSegmentor`). For every key
+    seen in any sample the metric reports ``n_<key>``, the number of samples
+    with that outcome set. A sample without ``outcomes`` contributes nothing;
+    a key absent from some samples counts 0 there. The sums are taken over the
+    collected results, so under several processes they count every sample of
+    the dataset once (mmengine drops the sampler's padding), as one process
+    does. An ``outcomes`` that is not a dict of 0/1 integers raises a
+    ValueError naming the sample.
     """
 
     default_prefix = None
@@ -85,7 +123,8 @@ class ReasonSegMetric(BaseMetric):
                 iou = inter / union
             self.results.append(dict(inter=inter, union=union, iou=iou,
                                      is_sentence=sample.get('is_sentence'),
-                                     query_type=sample.get('query_type')))
+                                     query_type=sample.get('query_type'),
+                                     outcomes=sample_outcomes(sample, idx)))
 
     @staticmethod
     def _scores(rows: List[dict]):
@@ -114,4 +153,14 @@ class ReasonSegMetric(BaseMetric):
         for qtype in sorted(by_type):
             out[f'gIoU_{qtype}'] = self._scores(by_type[qtype])[0]
         out['num_samples'] = len(results)
+        out.update(self.outcome_counts(results))
         return out
+
+    @staticmethod
+    def outcome_counts(results: List[dict]) -> Dict[str, int]:
+        """``{'n_<key>': samples with outcome <key> set}`` over every key any sample carries."""
+        counts: Dict[str, int] = {}
+        for r in results:
+            for key, value in (r.get('outcomes') or {}).items():
+                counts[key] = counts.get(key, 0) + value
+        return {f'n_{key}': counts[key] for key in sorted(counts)}

@@ -5,7 +5,7 @@ the image) and return logits-like maps [B, 1, h*up, w*up] where ``> 0`` means "t
 Every channel is first normalized over space (divided by its spatial sum, so each channel is a
 distribution over the image tokens whatever share of the row's attention went to the image).
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -15,7 +15,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from crseg.registry import MODELS
-from ..losses.bce_dice import bce_dice_losses
+from ..losses import mask_losses
 
 
 def normalize_channels(x: Tensor, eps: float = 1e-12) -> Tensor:
@@ -30,8 +30,43 @@ def standardize(x: Tensor, eps: float = 1e-12) -> Tensor:
     return (x - mean) / std.clamp(min=eps) * (std > eps)
 
 
+class CoarseLoss:
+    """The loss a coarse head owns: BCE + Dice of each sample's map against its GT.
+
+    ``loss_bce_weight`` / ``loss_dice_weight`` / ``ignore_index`` are the head's (unit weights
+    and 255 unless its constructor sets them).
+    """
+
+    loss_bce_weight: float = 1.0
+    loss_dice_weight: float = 1.0
+    ignore_index: int = 255
+
+    def loss(self, logits: Union[Tensor, Sequence[Tensor]], gts: Union[Tensor, Sequence[Tensor]],
+             geometries: Optional[Sequence] = None) -> dict:
+        """``loss_coarse_bce`` / ``loss_coarse_dice``, each the mean over samples.
+
+        Args:
+            logits: per sample a ``[h, w]`` or ``[1, h, w]`` map (a ``[B, 1, h, w]`` tensor
+                is read as B samples), at the head's resolution.
+            gts: per sample an ``[H, W]`` map of 0 / 1 / ``ignore_index`` (or ``[B, H, W]``).
+            geometries: per sample, the ``ImageGeometry`` whose box the map covers (None: the
+                whole image); GT pixels outside the box (unseen by the MLLM) are ignored.
+        """
+        logits, gts = list(logits), list(gts)
+        bad = [i for i, (lg, gt) in enumerate(zip(logits, gts))
+               if gt.dim() != 2 or not (lg.dim() == 2 or lg.dim() == 3 and lg.shape[0] == 1)]
+        if bad or len(logits) != len(gts):
+            raise ValueError(f'{type(self).__name__}.loss: per sample, logits [h, w] or '
+                             f'[1, h, w] and gt [H, W] expected; got logits '
+                             f'{[tuple(lg.shape) for lg in logits]} and gts '
+                             f'{[tuple(gt.shape) for gt in gts]}')
+        return mask_losses(logits, gts, 'loss_coarse', geometries,
+                           bce_weight=self.loss_bce_weight, dice_weight=self.loss_dice_weight,
+                           ignore_index=self.ignore_index)
+
+
 @MODELS.register_module()
-class EAPCoarseHead(BaseModule):
+class EAPCoarseHead(CoarseLoss, BaseModule):
     """Learned coarse head: small conv stack + pixel-shuffle upsampling.
 
     Args:
@@ -72,21 +107,9 @@ class EAPCoarseHead(BaseModule):
         x = normalize_channels(x.float()) * (h * w)
         return F.pixel_shuffle(self.convs(x), self.upsample)
 
-    def loss(self, logits: Tensor, gt: Tensor) -> dict:
-        """BCE + Dice against ``gt`` [B, H, W] (0/1, ``ignore_index`` ignored).
-
-        Logits are bilinearly resized to the GT size. Keys: loss_coarse_bce, loss_coarse_dice.
-        """
-        if gt.dim() != 3 or logits.shape[0] != gt.shape[0]:
-            raise ValueError(f'EAPCoarseHead.loss: logits {tuple(logits.shape)} vs gt '
-                             f'{tuple(gt.shape)}; expected [B,1,h,w] and [B,H,W]')
-        up = F.interpolate(logits, size=gt.shape[-2:], mode='bilinear', align_corners=False)
-        return bce_dice_losses(up[:, 0], gt.long(), 'loss_coarse', self.loss_bce_weight,
-                               self.loss_dice_weight, self.ignore_index)
-
 
 @MODELS.register_module()
-class AttentionAggregator(BaseModule):
+class AttentionAggregator(CoarseLoss, BaseModule):
     """Training-free coarse map (no weights), same forward contract as :class:`EAPCoarseHead`.
 
     Args:
@@ -110,6 +133,9 @@ class AttentionAggregator(BaseModule):
             above the map's mean attention" (offset 0: above-average cells). A flat map gives
             ``-offset`` everywhere (the point sampler detects flat maps and falls back).
         upsample: bilinear upsampling factor of the output (1 = grid resolution).
+
+    It has :meth:`~CoarseLoss.loss` too (unit weights): ``CRSeg`` with this head and a coarse
+    loss weight > 0 supervises the MLLM's attention itself.
     """
 
     def __init__(self, mode: str = 'mean', top_k: int = 8, offset: float = 0.0,
@@ -212,4 +238,5 @@ class AttentionAggregator(BaseModule):
         return out
 
 
-__all__ = ['EAPCoarseHead', 'AttentionAggregator', 'normalize_channels', 'standardize']
+__all__ = ['CoarseLoss', 'EAPCoarseHead', 'AttentionAggregator', 'normalize_channels',
+           'standardize']

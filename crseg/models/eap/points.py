@@ -37,9 +37,10 @@ class PointSampler:
         with_box: also return the xyxy box (image pixels) around the cells with logit >
             ``box_threshold`` (the top cell's box when none is).
 
-    Fallback (counted in ``num_fallbacks`` and logged): a map with any NaN/inf, an empty map,
-    or a flat map (max - min <= ``flat_eps``) gives one positive at the image centre, no
-    negatives, and a full-image box when ``with_box``; ``fallback`` says why.
+    Fallback (logged; the returned ``fallback`` says why, the segmentor records it as the
+    sample's ``point_fallback`` outcome): a map with any NaN/inf, an empty map, or a flat map
+    (max - min <= ``flat_eps``) gives one positive at the image centre, no negatives, and a
+    full-image box when ``with_box``.
 
     With a ``geometry`` the map covers its box (e.g. LLaVA's centre crop), cell centres are
     placed there, and cells whose centre falls outside the image (processor padding) are never
@@ -56,7 +57,6 @@ class PointSampler:
         self.num_pos, self.num_neg, self.min_distance = num_pos, num_neg, min_distance
         self.neg_quantile, self.with_box = neg_quantile, with_box
         self.box_threshold, self.flat_eps = box_threshold, flat_eps
-        self.num_fallbacks = 0
 
     def _why_fallback(self, m: Tensor) -> Optional[str]:
         if m.numel() == 0:
@@ -92,7 +92,6 @@ class PointSampler:
             why = 'no cell of the map lies inside the image'
 
         if why is not None:
-            self.num_fallbacks += 1
             print_log(f'PointSampler: {why}; fallback to one positive at the image centre',
                       logger='current', level=30)
             points[0] = torch.tensor([W / 2.0, H / 2.0])

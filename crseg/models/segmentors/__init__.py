@@ -5,7 +5,8 @@ from .box_point_parser import (BoxPointParse, build_box_point_target, mask_box_p
 from .box_point_prompt import BoxPointPromptSegmentor
 from .crseg import CRSeg
 from .seg_token import SegTokenSegmentor
+from .seg_token_head import SegTokenHead
 
-__all__ = ['BaseReasonSegmentor', 'EMPTY_LOGIT', 'CRSeg', 'SegTokenSegmentor',
+__all__ = ['BaseReasonSegmentor', 'EMPTY_LOGIT', 'CRSeg', 'SegTokenSegmentor', 'SegTokenHead',
            'BoxPointPromptSegmentor', 'AttentionOnlySegmentor',
            'BoxPointParse', 'build_box_point_target', 'mask_box_point', 'parse_box_point_answer']

@@ -12,7 +12,8 @@ head-selected, z-scored) and is used as is:
 The MLLM learns from text only (answers / GLCoT), never from masks: ``loss`` = LM loss, and
 the refiner is frozen. Built with an MLLM on eager attention (the capture cannot record) or
 with a head selection that does not fit the MLLM, it fails at build time, naming why.
-``num_parse_failures`` = GLCoT parse fallbacks + answer-row fallbacks.
+Outcomes are CRSeg's, recorded on the same path (``parse_failure`` = a GLCoT parse fallback or
+an answer-row fallback).
 """
 from typing import Optional, Sequence, Union
 
@@ -33,8 +34,8 @@ class AttentionOnlySegmentor(CRSeg):
         coarse_head: a weight-free aggregator (default ``AttentionAggregator``); a head with
             parameters is rejected (it would need mask supervision).
         refiner: ``IdentityRefiner`` (default) or a frozen ``SAMRefiner``.
-        refiner_prompts: default ``('map',)`` for ``IdentityRefiner``, ``('points',)``
-            otherwise (SAM from the attention peaks).
+        refiner_prompts: default ``('points',)`` when the refiner accepts points (SAM from
+            the attention peaks), else ``('map',)`` (``IdentityRefiner``).
         lm_weight: weight of the LM loss (the only loss).
     """
 
@@ -56,8 +57,7 @@ class AttentionOnlySegmentor(CRSeg):
             check_capturable(mllm, type(self).__name__)
         refiner = build_part(refiner)
         if refiner_prompts is None:
-            identity = type(refiner).__name__ == 'IdentityRefiner'
-            refiner_prompts = ('map', ) if identity else ('points', )
+            refiner_prompts = ('points', ) if 'points' in refiner.accepts else ('map', )
         if isinstance(coarse_head, dict) and coarse_head.get('type') == 'EAPCoarseHead':
             raise ValueError('AttentionOnlySegmentor: coarse_head must be weight-free (e.g. '
                              'AttentionAggregator); EAPCoarseHead needs mask supervision')
@@ -79,11 +79,6 @@ class AttentionOnlySegmentor(CRSeg):
             name = getattr(hf_cfg, '_name_or_path', '') or type(self.mllm.hf_model).__name__
             self.coarse_head.check_selection(self.capture, self.mllm.num_layers,
                                              self.mllm.num_heads, name)
-
-    @property
-    def num_parse_failures(self) -> int:
-        """GLCoT parse fallbacks + answers whose token rows fell back."""
-        return int(getattr(self.glcot, 'num_fallbacks', 0)) + self.num_row_fallbacks
 
     def loss(self, inputs, data_samples) -> dict:
         """LM loss on the GLCoT text only (no mask supervision)."""

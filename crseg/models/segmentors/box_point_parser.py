@@ -26,7 +26,7 @@ Parser (:func:`parse_box_point_answer`) rules:
   ``clipped=True`` (not a failure).
 
 Anything else (no tag, malformed JSON, missing key, wrong length, non-numeric) is a parse
-failure: ``failure`` names the reason and the caller predicts an empty mask and counts it.
+failure: ``failure`` names the reason; the caller predicts an empty mask (outcome ``unparsed``).
 """
 import json
 import re

@@ -1,6 +1,6 @@
 """BoxPointPromptSegmentor: the Seg-Zero / VisionReasoner-style baseline (text boxes + points).
 
-Call graph (mmseg's ``BaseSegmentor`` contract)::
+Call graph (:class:`~.base.BaseReasonSegmentor`'s contract)::
 
     forward(mode='loss')    -> loss()
         target = build_box_point_target(GT mask, glcot)     "<think>..</think><answer>[..]</answer>"
@@ -9,9 +9,17 @@ Call graph (mmseg's ``BaseSegmentor`` contract)::
     forward(mode='predict') -> predict()
         mllm.generate                                       response text
         parse_box_point_answer(text, image size)            boxes + points, or a parse failure
-            failure -> empty mask, ``num_parse_failures`` += 1 (logged)
+            failure -> empty mask, outcome ``unparsed`` (a parse failure)
             []      -> empty mask ("no target"; not a failure)
+            coordinates outside the image -> clipped, outcome ``clipped`` (not a failure)
         refiner(image, box_k + point_k) for every object k  -> union (max) of the logits
+    forward(mode='tensor')  -> _forward()
+        refiner(image, GT box + GT point)   one [1, H, W] map per sample; a sample whose GT
+                                            has no object gets EMPTY_LOGIT at the image size
+
+The outcomes are written into every predicted sample's ``outcomes`` (see :mod:`.base`) and
+logged with the image path; the parser's reason for an ``unparsed`` answer is kept in the
+sample's ``parse_error`` (None when it parsed).
 
 The original methods train the MLLM with RL and keep SAM frozen (pretrained). Here the MLLM is
 trained with the LM loss on the box/point text built from the GT (supervised, same data as
@@ -20,21 +28,18 @@ the GT box + point prompts (``loss_weights.mask``; set it to 0 with a pretrained
 Coordinates are pixels of ``inputs[i]`` (the image the MLLM is given; see
 :mod:`.box_point_parser`).
 """
-from typing import List, Optional, Union
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
-from mmseg.models.segmentors import BaseSegmentor
-from torch import Tensor, nn
+from torch import Tensor
 
+from crseg.models.losses import mask_losses
 from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
+from .base import EMPTY_LOGIT, BaseReasonSegmentor
 from .box_point_parser import build_box_point_target, parse_box_point_answer
-from .builder import build_part
-from .crseg import CRSeg
 from .loss_weights import merge_loss_weights
-from .seg_token import write_predictions
 
 BOX_POINT_INSTRUCTION = (
     'Find the target. Think first, then give its box and an inside point in pixels as '
@@ -43,12 +48,13 @@ BOX_POINT_INSTRUCTION = (
 
 
 @MODELS.register_module()
-class BoxPointPromptSegmentor(BaseSegmentor):
+class BoxPointPromptSegmentor(BaseReasonSegmentor):
     """The MLLM writes boxes and points as text; SAM turns them into masks.
 
     Args:
-        mllm: an MLLM adapter (``LlavaAdapter``, ...).
-        refiner: ``SAMRefiner`` (takes ``boxes`` and ``points``).
+        mllm / refiner / data_preprocessor / train_cfg / test_cfg / init_cfg: see
+            :class:`BaseReasonSegmentor`; the refiner must take ``boxes`` and ``points``
+            (``SAMRefiner``).
         instruction: appended to the query in the prompt.
         use_glcot_think: put the GLCoT ``global`` + ``local`` text of the sample (when present)
             in the training target's ``<think>``; otherwise ``<think></think>``.
@@ -56,31 +62,23 @@ class BoxPointPromptSegmentor(BaseSegmentor):
         max_new_tokens: generation length at predict (default: the adapter's).
     """
 
-    def __init__(self,
-                 mllm: Union[dict, nn.Module],
-                 refiner: Union[dict, nn.Module],
-                 instruction: str = BOX_POINT_INSTRUCTION,
-                 use_glcot_think: bool = True,
-                 loss_weights: Optional[dict] = None,
-                 max_new_tokens: Optional[int] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ReasonSegDataPreprocessor')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.mllm = build_part(mllm)
-        self.refiner = build_part(refiner)
+    OUTCOMES = ('unparsed', 'clipped')
+    PARSE_FAILURES = ('unparsed', )
+
+    def __init__(self, mllm, refiner, instruction: str = BOX_POINT_INSTRUCTION,
+                 use_glcot_think: bool = True, loss_weights: Optional[dict] = None,
+                 max_new_tokens: Optional[int] = None, **kwargs):
+        super().__init__(mllm, refiner, **kwargs)
+        missing = {'boxes', 'points'} - set(getattr(self.refiner, 'accepts', ()))
+        if missing:
+            raise ValueError(f'BoxPointPromptSegmentor: the refiner must accept box and point '
+                             f'prompts; {type(self.refiner).__name__} does not take '
+                             f'{sorted(missing)}')
         self.instruction = instruction
         self.use_glcot_think = use_glcot_think
         self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
                                                loss_weights)
         self.max_new_tokens = max_new_tokens
-        self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
-        self.num_parse_failures = 0
-        self.num_clipped = 0
-        self.align_corners = False
 
     # ------------------------------------------------------------------ helpers
     def _prompts(self, data_samples) -> List[str]:
@@ -108,7 +106,8 @@ class BoxPointPromptSegmentor(BaseSegmentor):
         return out
 
     def _refine_objects(self, inputs, boxes, points, keys) -> List[Optional[Tensor]]:
-        """One SAM call over every (image, box, point); logits max-merged per image."""
+        """One SAM call over every (image, box, point); ``[1, H, W]`` logits max-merged per
+        image, None for an image without objects."""
         flat_img, flat_box, flat_pt, flat_key, owner = [], [], [], [], []
         for i, (bs, ps) in enumerate(zip(boxes, points)):
             for b, p in zip(bs, ps):
@@ -126,18 +125,18 @@ class BoxPointPromptSegmentor(BaseSegmentor):
             labels=torch.ones(len(flat_pt), 1, dtype=torch.long, device=dev),
             boxes=torch.stack(flat_box).to(dev), keys=flat_key))
         for i, m in zip(owner, out['mask_logits']):
-            merged[i] = m[0] if merged[i] is None else torch.maximum(merged[i], m[0])
+            merged[i] = m if merged[i] is None else torch.maximum(merged[i], m)
         return merged
 
     # ------------------------------------------------------------------ training
     def loss(self, inputs: List[Tensor], data_samples) -> dict:
-        images = CRSeg._np_images(inputs)
+        images = self.np_images(inputs)
         texts = self.targets(inputs, data_samples)
         w, losses = self.loss_weights, {}
         if w['lm'] > 0:
             batch = self.mllm.build_inputs(images, self._prompts(data_samples), texts)
             losses['loss_lm'] = w['lm'] * self.mllm.forward(batch)['loss_lm']
-        if w['mask'] <= 0 or not any(p.requires_grad for p in self.refiner.parameters()):
+        if w['mask'] <= 0 or not self.refiner.trainable:
             return losses
         keep, boxes, points = [], [], []
         for i, (img, text) in enumerate(zip(inputs, texts)):
@@ -152,52 +151,43 @@ class BoxPointPromptSegmentor(BaseSegmentor):
         masks = self._refine_objects([inputs[i] for i in keep], boxes, points,
                                      [None] * len(keep))
         gts = [self._gt_in_input_frame(inputs[i], data_samples[i]) for i in keep]
-        for k, v in CRSeg._mask_losses(masks, gts, 'loss_mask').items():
+        for k, v in mask_losses(masks, gts, 'loss_mask').items():
             losses[k] = w['mask'] * v
         return losses
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, inputs: List[Tensor], data_samples=None):
-        if data_samples is None:
-            raise ValueError('BoxPointPromptSegmentor.predict needs data samples carrying '
-                             '`query`')
-        gens = self.mllm.generate(CRSeg._np_images(inputs), self._prompts(data_samples),
+        self.check_samples(data_samples)
+        outcomes = self.new_outcomes(len(data_samples))
+        gens = self.mllm.generate(self.np_images(inputs), self._prompts(data_samples),
                                   max_new_tokens=self.max_new_tokens)
         boxes, points = [], []
-        for img, gen, s in zip(inputs, gens, data_samples):
+        for img, gen, s, out in zip(inputs, gens, data_samples, outcomes):
             parsed = parse_box_point_answer(gen.text, tuple(img.shape[-2:]))
             if not parsed.ok:
-                self.num_parse_failures += 1
-                print_log(f"BoxPointPromptSegmentor: {s.metainfo.get('img_path')}: parse "
-                          f'failure ({parsed.failure}): empty mask', logger='current', level=30)
+                self.note(out, 'unparsed', s, f'parse failure ({parsed.failure}): empty mask')
             elif parsed.clipped:
-                self.num_clipped += 1
-                print_log(f"BoxPointPromptSegmentor: {s.metainfo.get('img_path')}: "
-                          'coordinates outside the image were clipped', logger='current',
-                          level=30)
+                self.note(out, 'clipped', s, 'coordinates outside the image were clipped')
             s.set_metainfo(dict(pred_text=gen.text, boxes=parsed.boxes, points=parsed.points,
-                                parse_failure=parsed.failure))
+                                parse_error=parsed.failure))
             boxes.append(parsed.boxes)
             points.append(parsed.points)
         keys = [s.metainfo.get('img_path') for s in data_samples]
-        return write_predictions(self._refine_objects(inputs, boxes, points, keys),
-                                 data_samples)
+        return self.write_predictions(self._refine_objects(inputs, boxes, points, keys),
+                                      data_samples, outcomes)
 
-    def _forward(self, inputs: List[Tensor], data_samples=None):
-        """Mask logits from the GT box/point prompts (a list of [H, W] or None)."""
+    def _forward(self, inputs: List[Tensor], data_samples=None) -> List[Tensor]:
+        """``[1, H, W]`` logits per sample from its GT box/point prompts (the image size);
+        a sample whose GT has no object gets :data:`EMPTY_LOGIT` everywhere."""
         boxes, points = [], []
         for img, text in zip(inputs, self.targets(inputs, data_samples)):
             parsed = parse_box_point_answer(text, tuple(img.shape[-2:]))
             boxes.append(parsed.boxes)
             points.append(parsed.points)
-        return self._refine_objects(inputs, boxes, points, [None] * len(inputs))
-
-    def extract_feat(self, inputs):
-        raise NotImplementedError('BoxPointPromptSegmentor has no backbone features')
-
-    def encode_decode(self, inputs, batch_data_samples):
-        return self._forward(inputs, batch_data_samples)
+        maps = self._refine_objects(inputs, boxes, points, [None] * len(inputs))
+        return [torch.full((1, *img.shape[-2:]), EMPTY_LOGIT, device=img.device) if m is None
+                else m for img, m in zip(inputs, maps)]
 
 
 __all__ = ['BoxPointPromptSegmentor', 'BOX_POINT_INSTRUCTION']

@@ -1,24 +1,28 @@
 """CRSeg: GLCoT reasoning + EAP attention prompts + a mask refiner (SAM).
 
-Call graph (mmseg's ``BaseSegmentor`` contract)::
+A :class:`~crseg.models.segmentors.base.BaseReasonSegmentor` (which builds ``mllm``, ``refiner``
+and the data preprocessor); CRSeg builds ``glcot``, ``capture``, ``coarse_head`` and
+``point_sampler`` and composes them::
 
     forward(mode='loss')    -> loss()
         GLCoT.build_prompt / build_target       query, {global, local, answer} -> prompt, response
         mllm.build_inputs -> mllm.forward(capture)
             |- loss_lm                          LM loss on the response (answer tokens weighted)
             '- attn maps [L*H, h, w]            answer rows -> image keys (differentiable)
-        coarse_head(attn maps)                  -> coarse logits -> loss_coarse_{bce,dice}
+        coarse_head(attn maps)                  -> coarse logits -> coarse_head.loss
         point_sampler(coarse, detached)         -> points
-        refiner(image, points, coarse)          -> mask logits  -> loss_mask_{bce,dice}
+        refiner(image, RefinerPrompts)          -> mask logits  -> loss_mask_{bce,dice}
     forward(mode='predict') -> predict()
         mllm.generate(capture)                  response text + per-token attention rows
         GLCoT.parse                             -> answer span -> its token rows -> [L*H, h, w]
-        coarse_head -> point_sampler -> refiner -> postprocess to the original size
-    forward(mode='tensor')  -> _forward()       coarse logits of the teacher-forced pass
+        coarse_head -> point_sampler -> refiner -> write_predictions (original size)
+    forward(mode='tensor')  -> _forward()       [1, h, w] coarse logits of the teacher-forced pass
 
-The CoT text, the parsed answer, the points and the coarse map stay in each
-output ``SegDataSample`` (``pred_text``, ``pred_answer``, ``points``,
-``point_labels``, ``coarse_logits``) for pictures and analysis.
+Each output ``SegDataSample`` keeps the CoT text, the parsed answer, the points and the coarse
+map (``pred_text``, ``pred_answer``, ``glcot_fallback``, ``points``, ``point_labels``,
+``coarse_logits``, ``mllm_view``) and the outcomes ``parse_fallback`` (GLCoT had to guess the
+answer), ``row_fallback`` (the answer's tokens were not found, see :mod:`crseg.models.eap.rows`)
+and ``point_fallback`` (the coarse map was flat / not finite, see ``PointSampler``).
 
 Image geometry: the coarse map lies on the MLLM's token grid, which covers the box its
 processor showed it (``mllm.image_geometry``: LLaVA's centre crop, Qwen2-VL's whole image).
@@ -30,42 +34,49 @@ picked as points, filled as background in map prompts, and reported per sample i
 from typing import List, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.structures import PixelData
-from mmseg.models.segmentors import BaseSegmentor
 from torch import Tensor, nn
 
 from crseg.models.eap import EAPCapture
 from crseg.models.eap.rows import select_answer_rows
-from crseg.models.losses import bce_dice_losses
+from crseg.models.losses import mask_losses
 from crseg.models.mllms.geometry import single_piece
 from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
+from .base import BaseReasonSegmentor
 from .builder import build_part
 from .loss_weights import merge_loss_weights
 
-REFINER_PROMPTS = ('points', 'map', 'box')
+#: CRSeg's prompt names -> the refiner contract's prompt kinds.
+REFINER_PROMPTS = {'points': 'points', 'map': 'mask_logits', 'box': 'boxes'}
+DEFAULT_PROMPTS = ('points', 'map')
 
 
 @MODELS.register_module()
-class CRSeg(BaseSegmentor):
+class CRSeg(BaseReasonSegmentor):
     """The CR-Seg segmentor.
 
     Args:
-        mllm: an MLLM adapter (``LlavaAdapter``, ``Qwen2VLAdapter``, ...).
+        mllm / refiner / data_preprocessor / train_cfg / test_cfg / init_cfg: as
+            :class:`BaseReasonSegmentor` (refiner: ``SAMRefiner``, or ``IdentityRefiner``
+            for no SAM, the default).
         glcot: ``GLCoT`` prompter/parser (``mode='plain'`` for the no-CoT ablation).
         capture: ``EAPCapture`` settings (layers, heads, query rows).
         coarse_head: learned ``EAPCoarseHead`` or training-free ``AttentionAggregator``;
             its ``in_channels`` is filled from the MLLM config when left out.
         point_sampler: ``PointSampler``.
-        refiner: ``SAMRefiner`` or ``IdentityRefiner`` (no SAM).
         refiner_prompts: which prompts reach the refiner, a subset of
-            ``('points', 'map', 'box')``: ``('points',)`` is points-only SAM,
-            ``('map',)`` map-only, ``('points', 'map')`` both (default).
+            ``('points', 'map', 'box')``: ``('points',)`` is points-only SAM, ``('map',)``
+            map-only, ``('points', 'map')`` both; ``'box'`` needs ``point_sampler.with_box``.
+            None (default): ``('points', 'map')``, less what the refiner does not accept
+            (``IdentityRefiner``: ``('map',)``). A prompt given here that the refiner does
+            not accept is an error at build time.
         loss_weights: weights of ``lm``, ``coarse`` and ``mask`` losses; 0 turns one off.
         empty_answers: parsed answers that mean "no target": the mask is empty.
     """
+
+    OUTCOMES = ('parse_fallback', 'row_fallback', 'point_fallback')
+    PARSE_FAILURES = ('parse_fallback', 'row_fallback')
 
     def __init__(self,
                  mllm: Union[dict, nn.Module],
@@ -74,17 +85,15 @@ class CRSeg(BaseSegmentor):
                  coarse_head: Union[dict, nn.Module],
                  point_sampler: Union[dict, object] = dict(type='PointSampler'),
                  refiner: Union[dict, nn.Module] = dict(type='IdentityRefiner'),
-                 refiner_prompts: Sequence[str] = ('points', 'map'),
+                 refiner_prompts: Optional[Sequence[str]] = None,
                  loss_weights: Optional[dict] = None,
                  empty_answers: Sequence[str] = ('none', 'nothing', 'no object'),
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ReasonSegDataPreprocessor')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        self.mllm = build_part(mllm)
+        super().__init__(mllm, refiner, data_preprocessor=data_preprocessor,
+                         train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg)
         self.glcot = build_part(glcot)
         self.capture = EAPCapture.build(capture)
         if isinstance(coarse_head, dict) and coarse_head.get('in_channels') is None:
@@ -92,24 +101,35 @@ class CRSeg(BaseSegmentor):
                 self.mllm.num_layers, self.mllm.num_heads))
         self.coarse_head = build_part(coarse_head)
         self.point_sampler = build_part(point_sampler)
-        self.refiner = build_part(refiner)
-        bad = set(refiner_prompts) - set(REFINER_PROMPTS)
-        if bad or not refiner_prompts:
-            raise ValueError(f'CRSeg.refiner_prompts: unknown {sorted(bad)}; '
-                             f'choose from {REFINER_PROMPTS}')
-        self.refiner_prompts = tuple(refiner_prompts)
+        self.refiner_prompts = self._check_prompts(refiner_prompts)
         self.loss_weights = merge_loss_weights(
             type(self).__name__, dict(lm=1.0, coarse=1.0, mask=1.0), loss_weights)
         self.empty_answers = {a.lower() for a in empty_answers}
-        self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
-        self.num_row_fallbacks = 0  # answers whose rows fell back (see eap.rows)
-        self.align_corners = False
 
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _np_images(inputs: List[Tensor]):
-        return [img.permute(1, 2, 0).cpu().numpy() for img in inputs]
+    def _check_prompts(self, prompts: Optional[Sequence[str]]) -> tuple:
+        """The prompt names to use: checked against the refiner's ``accepts``."""
+        name, refiner = type(self).__name__, type(self.refiner).__name__
+        accepts = tuple(self.refiner.accepts)
+        if prompts is None:
+            prompts = tuple(p for p in DEFAULT_PROMPTS if REFINER_PROMPTS[p] in accepts)
+            if not prompts:
+                raise ValueError(f'{name}: {refiner} accepts {list(accepts)}, none of the '
+                                 f'default refiner_prompts {DEFAULT_PROMPTS}')
+        bad = set(prompts) - set(REFINER_PROMPTS)
+        if bad or not prompts:
+            raise ValueError(f'{name}.refiner_prompts: unknown {sorted(bad)}; choose from '
+                             f'{tuple(REFINER_PROMPTS)}')
+        refused = [p for p in prompts if REFINER_PROMPTS[p] not in accepts]
+        if refused:
+            raise ValueError(f'{name}.refiner_prompts {refused} are not accepted by {refiner} '
+                             f'(it takes {list(accepts)}); leave refiner_prompts unset to use '
+                             'what it accepts')
+        if 'box' in prompts and not getattr(self.point_sampler, 'with_box', False):
+            raise ValueError(f"{name}.refiner_prompts has 'box' but the point_sampler draws "
+                             'no box; set point_sampler=dict(..., with_box=True)')
+        return tuple(prompts)
 
+    # ------------------------------------------------------------------ shared steps
     def _coarse(self, maps: List[Tensor]) -> List[Tensor]:
         """Coarse logits [h', w'] per sample; batched when the grids agree."""
         if len({tuple(m.shape) for m in maps}) == 1:
@@ -128,32 +148,25 @@ class CRSeg(BaseSegmentor):
             geoms.append(g)
         return geoms
 
-    def _refine(self, inputs, coarse: List[Tensor], data_samples, geoms, detach=True):
-        """Points from each coarse map, then the refiner: logits [H, W] per sample."""
-        pts, lbls, boxes, keys = [], [], [], []
-        for img, c, s, g in zip(inputs, coarse, data_samples, geoms):
-            out = self.point_sampler(c.detach().float(), tuple(img.shape[-2:]), g)
-            pts.append(out['points'])
-            lbls.append(out['labels'])
-            boxes.append(out.get('box'))
-            keys.append(s.metainfo.get('img_path') if not self.training else None)
-            s.set_metainfo(dict(points=out['points'].tolist(),
-                                point_labels=out['labels'].tolist()))
-        kwargs = dict(keys=keys)
-        if 'points' in self.refiner_prompts and 'points' in self.refiner.accepts:
-            kwargs.update(points=torch.stack(pts).to(inputs[0].device),
-                          labels=torch.stack(lbls).to(inputs[0].device))
+    def _refine(self, inputs, coarse: List[Tensor], geoms, keys) -> tuple:
+        """Points from each coarse map, then the refiner: (logits [H, W] per sample, the
+        point sampler's outputs)."""
+        samples = [self.point_sampler(c.detach().float(), tuple(img.shape[-2:]), g)
+                   for img, c, g in zip(inputs, coarse, geoms)]
+        dev = inputs[0].device
+        prompts = RefinerPrompts(keys=keys)
+        if 'points' in self.refiner_prompts:
+            prompts.points = torch.stack([p['points'] for p in samples]).to(dev)
+            prompts.labels = torch.stack([p['labels'] for p in samples]).to(dev)
         if 'map' in self.refiner_prompts:
-            kwargs['mask_logits'] = [(c.detach() if detach else c)[None] for c in coarse]
-            kwargs['mask_geometry'] = geoms
-        if 'box' in self.refiner_prompts and all(b is not None for b in boxes):
-            kwargs['boxes'] = torch.stack(boxes).to(inputs[0].device)
-        out = self.refiner(inputs, RefinerPrompts(**kwargs))
-        return [m[0] for m in out['mask_logits']]
+            prompts.mask_logits = [c.detach()[None] for c in coarse]
+            prompts.mask_geometry = geoms
+        if 'box' in self.refiner_prompts:
+            prompts.boxes = torch.stack([p['box'] for p in samples]).to(dev)
+        out = self.refiner(inputs, prompts)
+        return [m[0] for m in out.mask_logits], samples
 
-    # ------------------------------------------------------------------ training
     def _teacher_forced(self, inputs, data_samples):
-        images = self._np_images(inputs)
         prompts, responses, spans = [], [], []
         for s in data_samples:
             prompts.append(self.glcot.build_prompt(s.metainfo['query']))
@@ -167,9 +180,11 @@ class CRSeg(BaseSegmentor):
                     'annotations (SynthReason) or an `answer` per query') from err
             responses.append(text)
             spans.append(span)
-        batch = self.mllm.build_inputs(images, prompts, responses, spans, rows=self.capture.rows)
+        batch = self.mllm.build_inputs(self.np_images(inputs), prompts, responses, spans,
+                                       rows=self.capture.rows)
         return self.mllm.forward(batch, capture=self.capture)
 
+    # ------------------------------------------------------------------ the contract
     def loss(self, inputs: List[Tensor], data_samples) -> dict:
         out = self._teacher_forced(inputs, data_samples)
         w = self.loss_weights
@@ -182,55 +197,28 @@ class CRSeg(BaseSegmentor):
         geoms = self._geometries(inputs, out['attn_maps'])
         gts = [s.gt_sem_seg.data[0] for s in data_samples]
         if w['coarse'] > 0:
-            for k, v in self._mask_losses(coarse, gts, 'loss_coarse', geoms).items():
+            for k, v in self.coarse_head.loss(coarse, gts, geoms).items():
                 losses[k] = w['coarse'] * v
-        if w['mask'] > 0 and self._refiner_trainable():
-            masks = self._refine(inputs, coarse, data_samples, geoms)
-            for k, v in self._mask_losses(masks, gts, 'loss_mask').items():
+        if w['mask'] > 0 and self.refiner.trainable:
+            masks, _ = self._refine(inputs, coarse, geoms, keys=None)
+            for k, v in mask_losses(masks, gts, 'loss_mask').items():
                 losses[k] = w['mask'] * v
         return losses
 
-    def _refiner_trainable(self) -> bool:
-        return any(p.requires_grad for p in self.refiner.parameters())
-
-    @staticmethod
-    def _mask_losses(logits: List[Tensor], gts: List[Tensor], prefix: str,
-                     geoms: Optional[list] = None) -> dict:
-        """BCE + Dice per sample (logits resized to the GT), averaged.
-
-        With ``geoms`` the logits cover each geometry's box: they are placed there, and GT
-        pixels outside it (unseen by the MLLM) are ignored.
-        """
-        total = {}
-        for i, (lg, gt) in enumerate(zip(logits, gts)):
-            g = None if geoms is None else geoms[i]
-            if g is not None and not g.is_whole_image:
-                lg, seen = g.place(lg[None, None].float(), gt.shape[-2:])
-                gt = torch.where(seen.to(gt.device), gt, gt.new_tensor(255))
-                lg = lg[0]
-            else:
-                lg = F.interpolate(lg[None, None].float(), size=gt.shape[-2:],
-                                   mode='bilinear', align_corners=False)[0]
-            for k, v in bce_dice_losses(lg, gt[None], prefix).items():
-                total[k] = total.get(k, 0) + v / len(logits)
-        return total
-
-    # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, inputs: List[Tensor], data_samples=None):
-        if data_samples is None:
-            raise ValueError('CRSeg.predict needs data samples carrying `query`')
-        images = self._np_images(inputs)
+        self.check_samples(data_samples)
         prompts = [self.glcot.build_prompt(s.metainfo['query']) for s in data_samples]
-        gens = self.mllm.generate(images, prompts, capture=self.capture)
+        gens = self.mllm.generate(self.np_images(inputs), prompts, capture=self.capture)
+        outcomes = self.new_outcomes(len(data_samples))
         maps, empty = [], []
-        for gen, s in zip(gens, data_samples):
+        for gen, s, oc in zip(gens, data_samples, outcomes):
             parsed = self.glcot.parse(gen.text)
+            if parsed.fallback:
+                self.note(oc, 'parse_fallback', s, f'GLCoT answer guessed: {parsed.fallback}')
             rows, reason = select_answer_rows(gen, parsed, self.capture.rows)
             if reason:
-                self.num_row_fallbacks += 1
-                print_log(f"{s.metainfo.get('img_path')}: {reason}", logger='current',
-                          level=30)
+                self.note(oc, 'row_fallback', s, reason)
             maps.append(rows)
             answer = (parsed.answer or '').strip().lower().strip(' .')
             empty.append(answer in self.empty_answers)
@@ -238,31 +226,22 @@ class CRSeg(BaseSegmentor):
                                 glcot_fallback=parsed.fallback))
         coarse = self._coarse(maps)
         geoms = self._geometries(inputs, maps)
-        for g, s in zip(geoms, data_samples):
-            s.set_metainfo(dict(mllm_view=dict(box=list(g.box), grid=list(g.grid),
+        keys = [None if self.training else s.metainfo.get('img_path') for s in data_samples]
+        masks, points = self._refine(inputs, coarse, geoms, keys)
+        for s, oc, c, g, p in zip(data_samples, outcomes, coarse, geoms, points):
+            if p['fallback']:
+                self.note(oc, 'point_fallback', s, f"PointSampler: {p['fallback']}")
+            s.set_metainfo(dict(points=p['points'].tolist(), point_labels=p['labels'].tolist(),
+                                mllm_view=dict(box=list(g.box), grid=list(g.grid),
                                                unseen_fraction=g.unseen_fraction)))
-        masks = self._refine(inputs, coarse, data_samples, geoms)
-        return self._postprocess(masks, coarse, empty, data_samples)
+            s.set_data(dict(coarse_logits=PixelData(data=c[None].float().cpu())))
+        return self.write_predictions([None if e else m for m, e in zip(masks, empty)],
+                                      data_samples, outcomes)
 
-    def _postprocess(self, masks, coarse, empty, data_samples):
-        """Resize to the original image, threshold at 0 (LISA), keep the coarse map."""
-        for m, c, is_empty, s in zip(masks, coarse, empty, data_samples):
-            ori = s.metainfo.get('ori_shape', m.shape[-2:])[:2]
-            logit = F.interpolate(m[None, None].float(), size=ori, mode='bilinear',
-                                  align_corners=False)[0]
-            if is_empty:
-                logit = torch.full_like(logit, -10.0)
-            s.set_data(dict(seg_logits=PixelData(data=logit),
-                            pred_sem_seg=PixelData(data=(logit > 0).long()),
-                            coarse_logits=PixelData(data=c[None].float().cpu())))
-        return data_samples
-
-    def _forward(self, inputs: List[Tensor], data_samples=None) -> Tensor:
+    def _forward(self, inputs: List[Tensor], data_samples=None) -> List[Tensor]:
+        """One ``[1, h, w]`` coarse logit map per sample (the teacher-forced pass)."""
         out = self._teacher_forced(inputs, data_samples)
-        return torch.stack(self._coarse(out['attn_maps']))
+        return [c[None] for c in self._coarse(out['attn_maps'])]
 
-    def extract_feat(self, inputs):
-        raise NotImplementedError('CRSeg has no backbone features; see loss()/predict()')
 
-    def encode_decode(self, inputs, batch_data_samples):
-        return self._forward(inputs, batch_data_samples)
+__all__ = ['CRSeg']

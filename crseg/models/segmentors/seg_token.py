@@ -1,6 +1,6 @@
 """SegTokenSegmentor: the LISA-style baseline (a ``[SEG]`` token's hidden state prompts SAM).
 
-Two protocols (``protocol=``), both on mmseg's ``BaseSegmentor`` contract:
+Two protocols (``protocol=``), both on :class:`~.base.BaseReasonSegmentor`'s contract:
 
 ``'lisa'`` (default): LISA's own (dvlab-research/LISA; see :mod:`.lisa_protocol`)::
 
@@ -10,10 +10,11 @@ Two protocols (``protocol=``), both on mmseg's ``BaseSegmentor`` contract:
         mllm.build_inputs -> mllm.forward(output_hidden_states=True)
             |- loss_lm                                      LM loss on the answer
             '- last hidden state one position before [SEG]  [D_text] (the state predicting it)
-        projector (MLP) -> refiner(image, sparse_embeddings=[SEG]) -> loss_mask_{bce,dice}
+        seg_head (MLP) -> refiner(image, RefinerPrompts(embeddings=token))
+        -> seg_head.loss                                    -> loss_mask_{bce,dice}
     forward(mode='predict') -> predict()
         prompt  = LISA's validation question by ``is_sentence``; answer teacher-forced "[SEG]."
-        ONE mllm.forward for the batch (no generation) -> state before [SEG] -> projector
+        ONE mllm.forward for the batch (no generation) -> state before [SEG] -> seg_head
         -> refiner -> mask at the original size
 
 ``'generate'``: GLCoT's plain instruction, generation at test time::
@@ -21,10 +22,18 @@ Two protocols (``protocol=``), both on mmseg's ``BaseSegmentor`` contract:
     loss():   prompt = glcot.build_prompt(query) ('plain': "answer: ..."),
               target = "answer: <answer> [SEG]"; state where [SEG] is the *input* token
     predict(): mllm.generate -> [SEG] among the generated ids?
-        no  -> empty mask, ``num_parse_failures`` += 1 (logged)
+        no  -> empty mask, outcome ``seg_missing``
         yes -> an extra teacher-forced forward on prompt + response (up to the first [SEG]):
                generation does not return hidden states (one more forward per sample)
-               -> projector -> refiner -> mask at the original size
+               -> seg_head -> refiner -> mask at the original size
+
+``forward(mode='tensor')`` -> :meth:`~SegTokenSegmentor._forward`: the refined ``[1, H, W]``
+map of every sample from the teacher-forced pass ('lisa': its validation answer; 'generate':
+the training target).
+
+Outcome ``seg_missing`` (a parse failure; in every predicted sample's ``outcomes``, see
+:mod:`.base`): no ``[SEG]`` in the generated response, or the ``[SEG]`` was cut away by the
+context limit; that sample's mask is empty.
 
 The training draws of the LISA protocol come from a private ``random.Random`` seeded, at the
 first training step, from Python's ``random`` module, which mmengine's runner seeds with
@@ -40,99 +49,78 @@ import random
 from typing import List, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.structures import PixelData
-from mmseg.models.segmentors import BaseSegmentor
-from torch import Tensor, nn
+from torch import Tensor
 
 from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from . import lisa_protocol as lisa
+from .base import BaseReasonSegmentor
 from .builder import build_part
-from .crseg import CRSeg
 from .loss_weights import merge_loss_weights
 
-EMPTY_LOGIT = -10.0
 PROTOCOLS = ('lisa', 'generate')
 
 
-def write_predictions(logits: List[Optional[Tensor]], data_samples) -> list:
-    """Resize each ``[H, W]`` logit map to the sample's ``ori_shape``; None -> empty mask.
-
-    Sets ``seg_logits`` and ``pred_sem_seg`` (logits > 0, LISA) on every sample.
-    """
-    for lg, s in zip(logits, data_samples):
-        ori = tuple(s.metainfo.get('ori_shape', s.metainfo.get('img_shape'))[:2])
-        if lg is None:
-            logit = torch.full((1, *ori), EMPTY_LOGIT)
-        else:
-            logit = F.interpolate(lg[None, None].float(), size=ori, mode='bilinear',
-                                  align_corners=False)[0]
-        s.set_data(dict(seg_logits=PixelData(data=logit),
-                        pred_sem_seg=PixelData(data=(logit > 0).long())))
-    return data_samples
-
-
 @MODELS.register_module()
-class SegTokenSegmentor(BaseSegmentor):
-    """LISA-style segmentor: ``[SEG]`` hidden state -> MLP -> SAM sparse prompt.
+class SegTokenSegmentor(BaseReasonSegmentor):
+    """LISA-style segmentor: ``[SEG]`` hidden state -> :class:`SegTokenHead` -> refiner prompt.
 
     Args:
-        mllm: an MLLM adapter (``LlavaAdapter``, ...); trained fully or with LoRA by its config.
-        refiner: a ``SAMRefiner`` (its prompt encoder width sets the projector's output).
+        mllm / refiner / data_preprocessor / train_cfg / test_cfg / init_cfg: see
+            :class:`BaseReasonSegmentor`. The refiner must take ``'embeddings'`` prompts and
+            give their width (``embed_dim``): ``SAMRefiner``.
         protocol: 'lisa' (LISA's questions and answers, one teacher-forced forward at test
             time; needs ``is_sentence`` on every sample) or 'generate' (GLCoT's prompt and
             target, generation at test time). See the module docstring.
         glcot: prompt/target builder of the 'generate' protocol; ``GLCoT(mode='plain')``
             gives "answer: <answer>".
         seg_token: the added token.
-        projector_channels: hidden width of the MLP (default: the text hidden size).
+        seg_head: the :class:`SegTokenHead` config (or module); its ``in_channels`` (the text
+            hidden size) and ``out_channels`` (``refiner.embed_dim``) are filled when left out.
         loss_weights: ``lm`` and ``mask`` weights; 0 turns one off.
         max_new_tokens: generation length at predict, 'generate' only (default: the
             adapter's).
     """
 
-    def __init__(self,
-                 mllm: Union[dict, nn.Module],
-                 refiner: Union[dict, nn.Module],
-                 protocol: str = 'lisa',
+    OUTCOMES = ('seg_missing', )
+    PARSE_FAILURES = ('seg_missing', )
+
+    def __init__(self, mllm, refiner, protocol: str = 'lisa',
                  glcot: Union[dict, object] = dict(type='GLCoT', mode='plain'),
                  seg_token: str = '[SEG]',
-                 projector_channels: Optional[int] = None,
-                 loss_weights: Optional[dict] = None,
-                 max_new_tokens: Optional[int] = None,
-                 data_preprocessor: Optional[dict] = None,
-                 train_cfg: Optional[dict] = None,
-                 test_cfg: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None):
-        if data_preprocessor is None:
-            data_preprocessor = dict(type='ReasonSegDataPreprocessor')
+                 seg_head: Union[dict, torch.nn.Module] = dict(type='SegTokenHead'),
+                 loss_weights: Optional[dict] = None, max_new_tokens: Optional[int] = None,
+                 **kwargs):
         if protocol not in PROTOCOLS:
             raise ValueError(f'SegTokenSegmentor: protocol={protocol!r}, expected one of '
                              f'{PROTOCOLS}')
-        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        super().__init__(mllm, refiner, **kwargs)
         self.protocol = protocol
         self._rng: Optional[random.Random] = None  # LISA training draws (see module doc)
-        self.mllm = build_part(mllm)
-        self.refiner = build_part(refiner)
         self.glcot = build_part(glcot)
-        if not hasattr(self.refiner, 'sam'):
-            raise ValueError(f'SegTokenSegmentor needs a SAMRefiner (the [SEG] embedding is a '
-                             f'SAM sparse prompt), got {type(self.refiner).__name__}')
+        accepts = getattr(self.refiner, 'accepts', ())
+        width = getattr(self.refiner, 'embed_dim', None)
+        if 'embeddings' not in accepts or width is None:
+            raise ValueError(
+                'SegTokenSegmentor: the [SEG] state reaches the refiner as a learned prompt '
+                "token, so the refiner must accept 'embeddings' and give their width "
+                f'(embed_dim), as SAMRefiner does; {type(self.refiner).__name__} accepts '
+                f'{list(accepts)} with embed_dim={width}')
         self.seg_token = seg_token
         self.seg_token_id = self._add_seg_token(seg_token)
-        d_text = self.mllm.text_config.hidden_size
-        d_prompt = self.refiner.sam.prompt_encoder.embed_dim
-        hidden = projector_channels or d_text
-        self.projector = nn.Sequential(nn.Linear(d_text, hidden), nn.ReLU(inplace=True),
-                                       nn.Linear(hidden, d_prompt))
+        widths = dict(in_channels=self.mllm.text_config.hidden_size, out_channels=width)
+        if isinstance(seg_head, dict):
+            seg_head = {**seg_head, **{k: v for k, v in widths.items()
+                                       if seg_head.get(k) is None}}
+        self.seg_head = build_part(seg_head)
+        got = {k: getattr(self.seg_head, k, None) for k in widths}
+        if got != widths:
+            raise ValueError(f'SegTokenSegmentor: seg_head widths {got} do not fit the MLLM '
+                             f'and refiner, which need {widths}')
         self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
                                                loss_weights)
         self.max_new_tokens = max_new_tokens
-        self.train_cfg, self.test_cfg = train_cfg or {}, test_cfg or {}
-        self.num_parse_failures = 0  # predictions without [SEG]
-        self.align_corners = False
 
     def _add_seg_token(self, token: str) -> int:
         tok = self.mllm.tokenizer
@@ -171,9 +159,11 @@ class SegTokenSegmentor(BaseSegmentor):
             responses = [lisa.EVAL_ANSWER.replace('[SEG]', self.seg_token)] * n
         return responses, [(0, len(r)) for r in responses]
 
-    def _targets(self, data_samples):
+    def _targets(self, data_samples, training: bool = True):
+        """Teacher-forced responses and answer spans ('lisa': a training draw or the
+        validation answer; 'generate': GLCoT's target + [SEG])."""
         if self.protocol == 'lisa':
-            return self._lisa_answers(len(data_samples), training=True)
+            return self._lisa_answers(len(data_samples), training)
         responses, spans = [], []
         for s in data_samples:
             try:
@@ -186,139 +176,111 @@ class SegTokenSegmentor(BaseSegmentor):
             spans.append((span[0], len(responses[-1])))
         return responses, spans
 
-    def _seg_states(self, batch, hidden: Tensor) -> List[Optional[Tensor]]:
-        """Hidden state of the first [SEG] of each response (None when it was cut away):
-        'lisa' reads the position before it (the state predicting [SEG]), 'generate' the
-        [SEG] input position itself."""
-        ids = batch.model_inputs['input_ids']
+    def _seg_states(self, images, prompts, responses, spans):
+        """One teacher-forced forward -> (MLLM output, hidden state of each response's first
+        [SEG], None when it was cut away): 'lisa' reads the position before it (the state
+        predicting [SEG]), 'generate' the [SEG] input position itself."""
+        batch = self.mllm.build_inputs(images, prompts, responses, spans)
+        out = self.mllm.forward(batch, output_hidden_states=True)
+        ids, hidden = batch.model_inputs['input_ids'], out['hidden_states']
         shift = lisa.SEG_STATE_OFFSET if self.protocol == 'lisa' else 0
-        out = []
+        states = []
         for b, (start, stop) in enumerate(batch.response_spans):
             pos = (ids[b, start:stop] == self.seg_token_id).nonzero()
-            out.append(hidden[b, start + int(pos[0, 0]) + shift] if pos.numel() else None)
-        return out
+            states.append(hidden[b, start + int(pos[0, 0]) + shift] if pos.numel() else None)
+        return out, states
 
-    def _masks(self, inputs, states: List[Tensor], keys) -> List[Tensor]:
-        prompts = [self.projector(h.float())[None] for h in states]
-        out = self.refiner(inputs, RefinerPrompts(embeddings=prompts, keys=keys))
-        return [m[0] for m in out['mask_logits']]
+    def _masks(self, inputs, states: List[Optional[Tensor]],
+               keys=None) -> List[Optional[Tensor]]:
+        """One refiner call for the samples with a state: a ``[1, H, W]`` map each, else None."""
+        ok = [i for i, h in enumerate(states) if h is not None]
+        masks: List[Optional[Tensor]] = [None] * len(states)
+        if ok:
+            out = self.refiner([inputs[i] for i in ok], RefinerPrompts(
+                embeddings=[self.seg_head(states[i])[None] for i in ok],
+                keys=None if keys is None else [keys[i] for i in ok]))
+            for i, m in zip(ok, out.mask_logits):
+                masks[i] = m
+        return masks
 
     # ------------------------------------------------------------------ training
     def loss(self, inputs: List[Tensor], data_samples) -> dict:
-        images = CRSeg._np_images(inputs)
         responses, spans = self._targets(data_samples)
-        batch = self.mllm.build_inputs(images, self._prompts(data_samples, training=True),
+        out, states = self._seg_states(self.np_images(inputs),
+                                       self._prompts(data_samples, training=True),
                                        responses, spans)
-        out = self.mllm.forward(batch, output_hidden_states=True)
         w, losses = self.loss_weights, {}
         if w['lm'] > 0:
             losses['loss_lm'] = w['lm'] * out['loss_lm']
         if w['mask'] <= 0:
             return losses
-        states = self._seg_states(batch, out['hidden_states'])
         keep = [i for i, h in enumerate(states) if h is not None]
         if len(keep) < len(states):
             print_log(f'SegTokenSegmentor.loss: {len(states) - len(keep)} sample(s) lost '
                       '[SEG] to the context limit; no mask loss for them', logger='current',
                       level=30)
-        if not keep:  # keep the projector in the graph (DDP) with a zero loss
-            zero = sum(p.sum() for p in self.projector.parameters()) * 0
+        if not keep:  # keep the head in the graph (DDP) with a zero loss
+            zero = sum(p.sum() for p in self.seg_head.parameters()) * 0
             return {**losses, 'loss_mask_bce': zero, 'loss_mask_dice': zero}
-        masks = self._masks([inputs[i] for i in keep], [states[i] for i in keep], None)
-        gts = [data_samples[i].gt_sem_seg.data[0] for i in keep]
-        for k, v in CRSeg._mask_losses(masks, gts, 'loss_mask').items():
-            losses[k] = w['mask'] * v
-        return losses
+        masks = self._masks(inputs, states)
+        mask_losses = self.seg_head.loss([masks[i] for i in keep],
+                                         [data_samples[i].gt_sem_seg.data[0] for i in keep])
+        return {**losses, **{k: w['mask'] * v for k, v in mask_losses.items()}}
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict(self, inputs: List[Tensor], data_samples=None):
-        if data_samples is None:
-            raise ValueError('SegTokenSegmentor.predict needs data samples carrying `query`')
-        if self.protocol == 'lisa':
-            return self._predict_lisa(inputs, data_samples)
-        images = CRSeg._np_images(inputs)
-        prompts = self._prompts(data_samples)
+        self.check_samples(data_samples)
+        outcomes = self.new_outcomes(len(data_samples))
+        images, prompts = self.np_images(inputs), self._prompts(data_samples)
+        if self.protocol == 'lisa':  # LISA's validation: "[SEG]." teacher-forced, no generation
+            found = list(range(len(data_samples)))
+            responses, spans = self._targets(data_samples, training=False)
+            for s, r in zip(data_samples, responses):
+                s.set_metainfo(dict(pred_text=r))
+        else:
+            found, responses = self._generate(images, prompts, data_samples, outcomes)
+            spans = None
+        logits: List[Optional[Tensor]] = [None] * len(data_samples)
+        if found:  # 'generate': the extra teacher-forced forward (no hidden states from it)
+            _, states = self._seg_states([images[i] for i in found], [prompts[i] for i in found],
+                                         responses, spans)
+            keys = [data_samples[i].metainfo.get('img_path') for i in found]
+            for i, m in zip(found, self._masks([inputs[i] for i in found], states, keys)):
+                logits[i] = m
+                if m is None:
+                    self.note(outcomes[i], 'seg_missing', data_samples[i],
+                              f'{self.seg_token} lost to the context limit: empty mask')
+        return self.write_predictions(logits, data_samples, outcomes)
+
+    def _generate(self, images, prompts, data_samples, outcomes):
+        """Generate; the samples whose response has [SEG] and their responses up to it."""
         gens = self.mllm.generate(images, prompts, max_new_tokens=self.max_new_tokens)
         tok = self.mllm.tokenizer
         found, responses = [], []
         for i, (gen, s) in enumerate(zip(gens, data_samples)):
-            has_seg = self.seg_token_id in gen.token_ids
             text = tok.decode(gen.token_ids, skip_special_tokens=False)
             parsed = self.glcot.parse(text.replace(self.seg_token, ' ').strip())
-            s.set_metainfo(dict(pred_text=text, pred_answer=parsed.answer, seg_found=has_seg))
-            if has_seg:
+            s.set_metainfo(dict(pred_text=text, pred_answer=parsed.answer))
+            if self.seg_token_id in gen.token_ids:
                 cut = gen.token_ids[:gen.token_ids.index(self.seg_token_id) + 1]
                 found.append(i)
                 responses.append(tok.decode(cut, skip_special_tokens=False))
             else:
-                self.num_parse_failures += 1
-                print_log(f"SegTokenSegmentor: no {self.seg_token} in the response for "
-                          f"{s.metainfo.get('img_path')}: empty mask", logger='current',
-                          level=30)
-        logits: List[Optional[Tensor]] = [None] * len(data_samples)
-        if found:
-            # the extra teacher-forced forward: generation returns no hidden states
-            batch = self.mllm.build_inputs([images[i] for i in found],
-                                           [prompts[i] for i in found], responses)
-            states = self._seg_states(batch, self.mllm.forward(
-                batch, output_hidden_states=True)['hidden_states'])
-            ok = [(i, h) for i, h in zip(found, states) if h is not None]
-            for i in set(found) - {i for i, _ in ok}:
-                self.num_parse_failures += 1
-                print_log(f'SegTokenSegmentor: [SEG] lost to the context limit for sample '
-                          f'{i}: empty mask', logger='current', level=30)
-            if ok:
-                masks = self._masks([inputs[i] for i, _ in ok], [h for _, h in ok],
-                                    [data_samples[i].metainfo.get('img_path') for i, _ in ok])
-                for (i, _), m in zip(ok, masks):
-                    logits[i] = m
-        return write_predictions(logits, data_samples)
+                self.note(outcomes[i], 'seg_missing', s,
+                          f'no {self.seg_token} in the response: empty mask')
+        return found, responses
 
-    def _predict_lisa(self, inputs: List[Tensor], data_samples):
-        """LISA's validation: "[SEG]." teacher-forced, one forward for the batch."""
-        images = CRSeg._np_images(inputs)
-        responses, spans = self._lisa_answers(len(data_samples), training=False)
-        batch = self.mllm.build_inputs(images, self._prompts(data_samples), responses, spans)
-        states = self._seg_states(batch, self.mllm.forward(
-            batch, output_hidden_states=True)['hidden_states'])
-        logits: List[Optional[Tensor]] = [None] * len(data_samples)
-        ok = [i for i, h in enumerate(states) if h is not None]
-        for i, s in enumerate(data_samples):
-            s.set_metainfo(dict(pred_text=responses[i], seg_found=i in ok))
-            if i not in ok:
-                self.num_parse_failures += 1
-                print_log(f"SegTokenSegmentor: [SEG] lost to the context limit for "
-                          f"{s.metainfo.get('img_path')}: empty mask", logger='current',
-                          level=30)
-        if ok:
-            masks = self._masks([inputs[i] for i in ok], [states[i] for i in ok],
-                                [data_samples[i].metainfo.get('img_path') for i in ok])
-            for i, m in zip(ok, masks):
-                logits[i] = m
-        return write_predictions(logits, data_samples)
-
-    def _forward(self, inputs: List[Tensor], data_samples=None) -> Tensor:
-        """Mask logits of the teacher-forced pass, [B, 1, H, W] when the sizes agree, else a
-        list ('generate': targets from the samples; 'lisa': the validation prompt/answer)."""
-        images = CRSeg._np_images(inputs)
-        if self.protocol == 'lisa':
-            responses, spans = self._lisa_answers(len(data_samples), training=False)
-        else:
-            responses, spans = self._targets(data_samples)
-        batch = self.mllm.build_inputs(images, self._prompts(data_samples), responses, spans)
-        states = self._seg_states(batch, self.mllm.forward(
-            batch, output_hidden_states=True)['hidden_states'])
+    def _forward(self, inputs: List[Tensor], data_samples=None) -> List[Tensor]:
+        """The refined ``[1, H, W]`` logits of each sample from the teacher-forced pass
+        ('lisa': the validation question and answer; 'generate': the samples' targets)."""
+        self.check_samples(data_samples)
+        responses, spans = self._targets(data_samples, training=False)
+        _, states = self._seg_states(self.np_images(inputs), self._prompts(data_samples),
+                                     responses, spans)
         if any(h is None for h in states):
             raise ValueError('SegTokenSegmentor._forward: [SEG] cut by the context limit')
-        masks = self._masks(inputs, states, None)
-        return torch.stack(masks)[:, None] if len({m.shape for m in masks}) == 1 else masks
-
-    def extract_feat(self, inputs):
-        raise NotImplementedError('SegTokenSegmentor has no backbone features; see loss()')
-
-    def encode_decode(self, inputs, batch_data_samples):
-        return self._forward(inputs, batch_data_samples)
+        return self._masks(inputs, states)
 
 
-__all__ = ['SegTokenSegmentor', 'write_predictions']
+__all__ = ['SegTokenSegmentor', 'PROTOCOLS']

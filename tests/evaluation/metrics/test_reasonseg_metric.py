@@ -1,4 +1,11 @@
-"""ReasonSegMetric against hand-computed values, both protocols."""
+"""ReasonSegMetric against hand-computed values, both protocols; outcome counts."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
 from mmengine.structures import PixelData
@@ -77,4 +84,118 @@ def test_results_are_plain_numbers():
     metric = ReasonSegMetric()
     metric.process({}, four_samples()[:1])
     assert metric.results == [dict(inter=1, union=3, iou=pytest.approx(1 / 3), is_sentence=False,
-                                   query_type='a')]
+                                   query_type='a', outcomes=None)]
+    metric.process({}, [sample([[1]], [[1]], outcomes=dict(a=np.int64(1), b=False))])
+    out = metric.results[-1]['outcomes']
+    assert out == dict(a=1, b=0) and all(type(v) is int for v in out.values())
+
+
+def with_outcomes(outcomes):
+    """Samples of four_samples() carrying the given outcome dicts (None: no ``outcomes``)."""
+    samples = four_samples()
+    for s, o in zip(samples, outcomes):
+        if o is not None:
+            s['outcomes'] = o
+    return samples
+
+
+def test_outcome_counts_sum_every_key_seen():
+    # sample 2 has no outcomes at all, sample 4 lacks 'row_fallback' -> both count 0 there
+    samples = with_outcomes([
+        dict(parse_fallback=1, row_fallback=0, parse_failure=1),
+        None,
+        dict(parse_fallback=1, row_fallback=1, parse_failure=1),
+        dict(parse_fallback=0, parse_failure=0),
+    ])
+    res = evaluate('lisa', samples)
+    counts = {k: v for k, v in res.items() if k.startswith('n_')}
+    assert counts == dict(n_parse_fallback=2, n_row_fallback=1, n_parse_failure=2)
+    assert res['num_samples'] == 4  # IoU keys unchanged by the outcomes
+    assert res['gIoU'] == pytest.approx(100 * (1 / 3 + 3) / 4)
+    # without any outcomes: no n_* key at all
+    assert not any(k.startswith('n_') for k in evaluate('lisa', four_samples()))
+
+
+def test_outcome_counts_across_two_ranks():
+    """Each rank processes its share; mmengine gathers the results lists and the rank-0
+    compute_metrics sums them: the counts equal those of one process seeing everything."""
+    outcomes = [dict(seg_missing=1, parse_failure=1), dict(seg_missing=0, parse_failure=0),
+                dict(seg_missing=1, parse_failure=1), dict(clipped=1, parse_failure=0)]
+    samples = with_outcomes(outcomes)
+    ranks = [ReasonSegMetric(), ReasonSegMetric()]
+    for i, s in enumerate(samples):  # DefaultSampler interleaves: rank = index % world size
+        ranks[i % 2].process({}, [s])
+    assert [len(m.results) for m in ranks] == [2, 2]
+    gathered = ranks[0].results + ranks[1].results
+    two = ReasonSegMetric().compute_metrics(gathered)
+    one = evaluate('lisa', samples)
+    expected = dict(n_seg_missing=2, n_clipped=1, n_parse_failure=2)
+    for key, total in expected.items():
+        assert two[key] == one[key] == total, key
+    assert sum(ranks[r].compute_metrics(ranks[r].results)['n_seg_missing'] for r in (0, 1)) == 2
+
+
+@pytest.mark.parametrize('outcomes, match', [
+    ([1, 0], r"sample 7 \(a/b.png\): outcomes must be a dict.*list"),
+    (dict(parse_fallback=2), r"sample 7 \(a/b.png\): outcome 'parse_fallback' must be 0 or 1.*2"),
+    (dict(parse_fallback=0.5), r"sample 7.*'parse_fallback'.*float 0.5"),
+    (dict(parse_fallback='1'), r"sample 7.*'parse_fallback'.*str"),
+    ({3: 1}, r"sample 7.*keys must be strings.*3"),
+])
+def test_bad_outcomes_name_the_sample(outcomes, match):
+    s = sample([[1]], [[1]], sample_idx=7, img_path='a/b.png', outcomes=outcomes)
+    with pytest.raises(ValueError, match=match):
+        ReasonSegMetric().process({}, [s])
+
+
+RANK_SCRIPT = '''
+import json, sys
+import torch.distributed as dist
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+import torch
+from crseg.evaluation.metrics import ReasonSegMetric
+
+dist.init_process_group('gloo')
+rank, world = dist.get_rank(), dist.get_world_size()
+outcomes = json.loads(sys.argv[1])
+metric = ReasonSegMetric()
+# DefaultSampler order for 5 samples on 2 ranks: rank 0 gets 0, 2, 4; rank 1 gets 1, 3
+# and sample 0 again as padding (evaluate(size) must drop it)
+indices = list(range(len(outcomes)))
+indices += indices[:(-len(indices)) % world]
+for i in indices[rank::world]:
+    s = SegDataSample(metainfo=dict(sample_idx=i, outcomes=outcomes[i]))
+    s.pred_sem_seg = PixelData(data=torch.ones(1, 2, 2))
+    s.gt_sem_seg = PixelData(data=torch.ones(1, 2, 2))
+    metric.process({}, [s.to_dict()])
+res = metric.evaluate(len(outcomes))
+if rank == 0:
+    with open(sys.argv[2], 'w') as f:
+        json.dump(res, f)
+dist.destroy_process_group()
+'''
+
+
+def test_outcome_counts_in_a_two_process_gloo_run(tmp_path):
+    """mmengine's real collection (2 processes, gloo, loopback): the sampler's padding
+    repeats sample 0, whose outcome is set, and must not be counted twice."""
+    outcomes = [dict(row_fallback=1, parse_failure=0), dict(row_fallback=0, parse_failure=1),
+                dict(row_fallback=1, parse_failure=1), dict(parse_failure=0),
+                dict(row_fallback=1, parse_failure=0)]
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / 'metrics.json'
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE='2', LOCAL_RANK=str(rank),
+                   MASTER_ADDR='127.0.0.1', MASTER_PORT=port, OMP_NUM_THREADS='1')
+        procs.append(subprocess.Popen(
+            [sys.executable, '-c', RANK_SCRIPT, json.dumps(outcomes), str(out)], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), '\n'.join(logs)[-3000:]
+    res = json.loads(out.read_text())
+    assert res['num_samples'] == 5
+    assert res['n_row_fallback'] == 3 and res['n_parse_failure'] == 2

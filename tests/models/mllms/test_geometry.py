@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from crseg.models.eap import PointSampler
+from crseg.models.losses import mask_losses
 from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter
 from crseg.models.mllms.geometry import ImageGeometry
-from crseg.models.segmentors.crseg import CRSeg
 
 SHAPES = {'square': (150, 150), 'landscape': (120, 300), 'portrait': (260, 110)}
 
@@ -186,8 +186,8 @@ def test_points_and_coarse_target_land_in_blocks(name, shape, k, request):
     assert (pos & gt).sum() / pos.sum() > 0.6
     ys, xs = pos.nonzero(as_tuple=True)
     assert x0 <= xs.float().mean() + 0.5 <= x1 and y0 <= ys.float().mean() + 0.5 <= y1
-    right = CRSeg._mask_losses([up], [gt.long()], 'c', [g])
-    naive = CRSeg._mask_losses([up], [gt.long()], 'c')  # the map stretched over the image
+    right = mask_losses([up], [gt.long()], 'c', [g])
+    naive = mask_losses([up], [gt.long()], 'c')  # the map stretched over the image
     if not g.is_whole_image:
         assert right['c_dice'] < naive['c_dice']
 

@@ -81,7 +81,7 @@ def _differences(one, many, atol=ATOL):
     """Human-readable differences between the batch-1 and the batch-8 outputs."""
     diffs = []
     for k, (a, b) in enumerate(zip(one, many)):
-        for key in ('pred_text', 'answer', 'points', 'point_labels'):
+        for key in ('pred_text', 'pred_answer', 'points', 'point_labels', 'outcomes'):
             if key in a.metainfo and a.metainfo[key] != b.metainfo.get(key):
                 diffs.append(f'sample {k} {key}: {a.metainfo[key]!r} != {b.metainfo.get(key)!r}')
         if not torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data):
@@ -101,7 +101,7 @@ def _crseg(model_cfg, family, qwen_dir, refiner, dtype='float32'):
         cfg['mllm'] = dict(type='Qwen2VLAdapter', pretrained=qwen_dir, max_new_tokens=12)
     cfg['mllm']['torch_dtype'] = dtype
     if refiner == 'identity':
-        cfg['refiner'] = dict(type='IdentityRefiner')
+        cfg.update(refiner=dict(type='IdentityRefiner'), refiner_prompts=None)  # ('map',)
     model = MODELS.build(cfg)
     return model.eval()
 

@@ -4,6 +4,8 @@ import torch
 from mmengine.config import Config
 
 from crseg.models.mllms.base import GenerationResult
+from crseg.models.refiners import RefinerPrompts
+from crseg.models.segmentors import EMPTY_LOGIT
 from crseg.registry import MODELS
 
 
@@ -72,14 +74,26 @@ def test_predict_parses_and_counts_failures(bp_cfg, batch):
     calls = []
     refine = model.refiner.forward
 
-    def spy(imgs, **kw):
-        calls.append(tuple(kw['boxes'].shape))
-        return refine(imgs, **kw)
+    def spy(imgs, prompts):
+        calls.append((imgs, prompts))
+        return refine(imgs, prompts)
     model.refiner.forward = spy
     out = model.predict(**data)
-    assert calls == [(3, 4)]  # one SAM call for the three objects
-    assert model.num_parse_failures == 1 and model.num_clipped == 1
-    assert out[1].metainfo['parse_failure'] and 'misses key' in out[1].metainfo['parse_failure']
+    assert len(calls) == 1  # one SAM call for the three objects
+    imgs, prompts = calls[0]
+    assert isinstance(prompts, RefinerPrompts)
+    assert prompts.kinds() == ['points', 'boxes']
+    assert prompts.boxes.tolist() == [[10, 10, 60, 50], [0, 0, 20, 20], [30, 30, W, 90]]
+    assert prompts.points.tolist() == [[[30, 30]], [[5, 5]], [[40, 40]]]
+    assert prompts.labels.tolist() == [[1], [1], [1]]
+    paths = [s.metainfo['img_path'] for s in data['data_samples']]
+    assert list(prompts.keys) == [paths[0], paths[2], paths[2]]
+    assert [img is data['inputs'][i] for img, i in zip(imgs, (0, 2, 2))] == [True] * 3
+    # outcomes in every sample: 1 unparsed (a parse failure), 1 clipped (not one)
+    assert [s.metainfo['outcomes'] for s in out] == [
+        dict(unparsed=u, clipped=c, parse_failure=u) for u, c in ((0, 0), (1, 0), (0, 1), (0, 0))]
+    assert 'misses key' in out[1].metainfo['parse_error']
+    assert [out[i].metainfo['parse_error'] for i in (0, 2, 3)] == [None] * 3
     assert out[0].metainfo['boxes'] == [[10, 10, 60, 50]]
     assert out[2].metainfo['boxes'][1][2] == W  # clipped to the image
     for s in out:
@@ -94,9 +108,27 @@ def test_predict_real_generation_runs(bp_cfg, batch):
     model = MODELS.build(bp_cfg)
     model.eval()
     out = model.predict(**model.data_preprocessor(batch, False))
-    # 6 random tokens cannot form an answer: every sample is a counted parse failure
-    assert model.num_parse_failures == 4
+    # 6 random tokens cannot form an answer: every sample is a recorded parse failure
+    assert [s.metainfo['outcomes'] for s in out] == [
+        dict(unparsed=1, clipped=0, parse_failure=1)] * 4
     assert all(s.pred_sem_seg.data.sum() == 0 for s in out)
+
+
+def test_forward_tensor_mode_one_map_per_sample(bp_cfg, batch):
+    model = MODELS.build(bp_cfg).eval()
+    data = model.data_preprocessor(batch, True)
+    data['data_samples'][3].gt_sem_seg.data.zero_()  # a sample with no object
+    maps = model(**data, mode='tensor')
+    assert isinstance(maps, list) and len(maps) == len(data['inputs'])
+    for m, img in zip(maps, data['inputs']):
+        assert m.shape == (1, *img.shape[-2:])
+    assert all(maps[i].std() > 0 for i in range(3))  # SAM's logits from the GT box + point
+    assert torch.equal(maps[3], torch.full_like(maps[3], EMPTY_LOGIT))  # the documented fill
+
+
+def test_needs_a_box_and_point_refiner(bp_cfg):
+    with pytest.raises(ValueError, match=r"IdentityRefiner does not take \['boxes', 'points'\]"):
+        MODELS.build(dict(bp_cfg, refiner=dict(type='IdentityRefiner')))
 
 
 def test_missing_gt_is_named(bp_cfg, batch):

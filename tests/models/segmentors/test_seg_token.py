@@ -8,9 +8,12 @@ import random
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.config import Config
 
 from crseg.models.mllms.base import GenerationResult
+from crseg.models.refiners import BaseRefiner
+from crseg.models.segmentors import SegTokenHead
 from crseg.registry import MODELS
 
 
@@ -33,9 +36,15 @@ def test_seg_token_added_and_embeddings_resized(seg_cfg):
     # one token, not split into bytes
     ids = tok('answer: x [SEG]', add_special_tokens=False)['input_ids']
     assert ids[-1] == model.seg_token_id
-    # widths come from the models' configs
-    assert model.projector[0].in_features == model.mllm.text_config.hidden_size
-    assert model.projector[-1].out_features == model.refiner.sam.prompt_encoder.embed_dim
+    # widths come from the models' configs: the head's output is the refiner's prompt width
+    proj = model.seg_head.projector
+    assert proj[0].in_features == model.mllm.text_config.hidden_size
+    assert proj[-1].out_features == model.refiner.embed_dim
+    assert model.refiner.embed_dim == model.refiner.sam.prompt_encoder.embed_dim
+    # the head owns the projector's checkpoint keys
+    keys = set(model.state_dict())
+    assert 'seg_head.projector.0.weight' in keys
+    assert not any(k.startswith('projector.') for k in keys)
 
 
 def test_loss_terms_and_gradients(seg_cfg, batch):
@@ -45,7 +54,7 @@ def test_loss_terms_and_gradients(seg_cfg, batch):
     assert set(losses) == {'loss_lm', 'loss_mask_bce', 'loss_mask_dice'}
     assert all(torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
-    assert model.projector[0].weight.grad.abs().sum() > 0
+    assert model.seg_head.projector[0].weight.grad.abs().sum() > 0
     emb = model.mllm.hf_model.get_input_embeddings().weight.grad
     assert emb[model.seg_token_id].abs().sum() > 0  # the new row learns
     dec = [p for n, p in model.refiner.named_parameters() if 'mask_decoder' in n]
@@ -86,8 +95,9 @@ def test_predict_with_and_without_seg(gen_cfg, batch):
     model.mllm.forward = lambda b, **kw: calls.append(len(b.labels)) or forward(b, **kw)
     out = model.predict(**model.data_preprocessor(batch, False))
     assert calls == [2]  # one extra teacher-forced pass, for the two samples with [SEG]
-    assert model.num_parse_failures == 2
-    assert [s.metainfo['seg_found'] for s in out] == [True, False, True, False]
+    # every sample carries its outcome; a missing [SEG] is a parse failure
+    assert [s.metainfo['outcomes'] for s in out] == [
+        dict(seg_missing=m, parse_failure=m) for m in (0, 1, 0, 1)]
     assert '[SEG]' in out[0].metainfo['pred_text']
     assert out[0].metainfo['pred_answer'] == 'the red square'
     for s in out:
@@ -103,14 +113,62 @@ def test_predict_real_generation_runs(gen_cfg, batch):
     model = MODELS.build(gen_cfg)
     model.eval()
     out = model.predict(**model.data_preprocessor(batch, False))
-    n_seg = sum(s.metainfo['seg_found'] for s in out)
-    assert model.num_parse_failures == len(out) - n_seg
-    assert all(isinstance(s.metainfo['pred_text'], str) for s in out)
+    for s in out:
+        missing = '[SEG]' not in s.metainfo['pred_text']  # decoded with special tokens
+        assert s.metainfo['outcomes'] == dict(seg_missing=int(missing),
+                                              parse_failure=int(missing))
+        if missing:
+            assert s.pred_sem_seg.data.sum() == 0
 
 
-def test_needs_sam_refiner(seg_cfg):
-    with pytest.raises(ValueError, match='SAMRefiner'):
+def test_needs_a_refiner_taking_embeddings(seg_cfg):
+    with pytest.raises(ValueError, match=r"accept 'embeddings'.*IdentityRefiner accepts "
+                                         r"\['mask_logits'\] with embed_dim=None"):
         MODELS.build(dict(seg_cfg, refiner=dict(type='IdentityRefiner')))
+
+    class NoWidth(BaseRefiner):  # takes embeddings but does not say how wide
+        accepts = ('embeddings', )
+    with pytest.raises(ValueError, match='NoWidth accepts .* embed_dim=None'):
+        MODELS.build(dict(seg_cfg, refiner=NoWidth()))
+
+
+def test_seg_head_widths_checked(seg_cfg):
+    with pytest.raises(ValueError, match='seg_head widths'):
+        MODELS.build(dict(seg_cfg, seg_head=dict(type='SegTokenHead', out_channels=7)))
+
+
+def test_seg_head_loss_is_bce_plus_dice_per_sample():
+    """SegTokenHead.loss = the mean over samples of (weighted) BCE and soft Dice (eps 1) over
+    the non-ignored pixels, the logits resized bilinearly to each GT; computed here directly."""
+    g = torch.Generator().manual_seed(0)
+    logits = [torch.randn(1, 5, 7, generator=g), torch.randn(1, 8, 8, generator=g)]
+    gts = [torch.randint(0, 2, (10, 14), generator=g), torch.randint(0, 2, (8, 8), generator=g)]
+    gts[0][:2] = 255
+    head = SegTokenHead(4, 3, loss_bce_weight=0.5, loss_dice_weight=2.0)
+    got = head.loss(logits, gts)
+    bce, dice = 0.0, 0.0
+    for lg, gt in zip(logits, gts):
+        x = F.interpolate(lg[None], size=gt.shape, mode='bilinear', align_corners=False)[0, 0]
+        valid, t = (gt != 255).float(), (gt == 1).float()
+        bce += (F.binary_cross_entropy_with_logits(x, t, reduction='none') * valid).sum() \
+            / valid.sum()
+        p = x.sigmoid() * valid
+        dice += 1 - (2 * (p * t * valid).sum() + 1) / (p.sum() + (t * valid).sum() + 1)
+    assert set(got) == {'loss_mask_bce', 'loss_mask_dice'}
+    assert torch.allclose(got['loss_mask_bce'], 0.5 * bce / 2)
+    assert torch.allclose(got['loss_mask_dice'], 2.0 * dice / 2)
+    assert head(torch.zeros(2, 4)).shape == (2, 3)
+    with pytest.raises(ValueError, match=r'\[\.\.\., 4\]'):
+        head(torch.zeros(2, 5))
+
+
+def test_forward_tensor_mode_one_map_per_sample(seg_cfg, batch):
+    model = MODELS.build(seg_cfg).eval()
+    data = model.data_preprocessor(_set_sentence(batch, [True, False, True, False]), False)
+    maps = model(**data, mode='tensor')
+    assert isinstance(maps, list) and len(maps) == len(data['inputs'])
+    for m, img in zip(maps, data['inputs']):
+        assert m.shape == (1, *img.shape[-2:]) and m.std() > 0
 
 
 # ---------------------------------------------------------------- LISA's protocol
@@ -203,9 +261,9 @@ def test_lisa_predict_one_forward_teacher_forced(seg_cfg, batch):
     for ids, mask in zip(b.model_inputs['input_ids'], b.model_inputs['attention_mask']):
         real = ids[mask.bool()].tolist()
         assert real[-len(answer):] == answer
-    assert model.num_parse_failures == 0
     for s in out:
-        assert s.metainfo['seg_found'] and s.metainfo['pred_text'] == '[SEG].'
+        assert s.metainfo['outcomes'] == dict(seg_missing=0, parse_failure=0)
+        assert s.metainfo['pred_text'] == '[SEG].'
         h, w = s.metainfo['ori_shape'][:2]
         assert s.pred_sem_seg.data.shape == (1, h, w) and s.seg_logits.data.std() > 0
 

@@ -1,0 +1,4 @@
+"""High-level entry points: load a segmentor once, segment (image, query) pairs."""
+from .inferencer import ReasonSegInferencer, build_model, inference_pipeline
+
+__all__ = ['ReasonSegInferencer', 'build_model', 'inference_pipeline']
