@@ -21,6 +21,7 @@ import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from crseg.testing.corpus import load_corpus  # noqa (shared with tools/misc/demo_steps.py)
 from crseg.testing.tiny_llava_onevision import build_tiny_llava_onevision  # noqa
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 from crseg.testing.tiny_internvl import build_tiny_internvl  # noqa
@@ -39,10 +40,6 @@ def _tiny_llava_onevision(out, texts, heads, **common):
 
 
 BUILDERS['llava_onevision'] = _tiny_llava_onevision
-
-
-# the corpus reader (ReasonSeg folder or .txt) is shared with tools/misc/demo_steps.py
-from crseg.testing.corpus import load_corpus  # noqa: E402
 
 
 def parse_args(argv=None):
