@@ -38,7 +38,7 @@ def test_only_the_refiner_differs(repo_root, path):
 
 @pytest.mark.parametrize('path', sorted(SWAPS))
 def test_builds_predicts_and_trains_with_tiny_stand_ins(repo_root, path, tmp_path,
-                                                         tiny_llava_dir, tiny_qwen25_dir):
+                                                        tiny_llava_dir, tiny_qwen25_dir):
     init_default_scope('crseg')
     _, family, refiner, sam_family = SWAPS[path]
     m = Config.fromfile(str(repo_root / path)).model
