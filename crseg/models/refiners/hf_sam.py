@@ -111,7 +111,8 @@ class HFSamRefiner(BaseRefiner):
             raise ValueError(f'encoder_batch_size must be >= 1, got {encoder_batch_size}')
         if pretrained is not None:
             self._check_model_type(checkpoint_model_type(pretrained), f'pretrained={pretrained!r}')
-            self.model = self.model_class.from_pretrained(pretrained)
+            # fp32 like SAMRefiner (transformers 5 would keep a half-precision checkpoint's dtype)
+            self.model = self.model_class.from_pretrained(pretrained, dtype=torch.float32)
             print_log(f'{name}: loaded {pretrained}', logger='current')
         else:
             config = dict(config)

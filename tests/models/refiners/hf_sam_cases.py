@@ -225,3 +225,14 @@ def test_bad_arguments(refiner_cls, family, other_family, tmp_path):
     del ref.accepts
     with pytest.raises(ValueError, match='points given without labels'):
         ref([rand_image(8, 8)], RefinerPrompts(points=torch.zeros(1, 1, 2)))
+
+
+def test_half_precision_checkpoint_is_loaded_in_fp32(refiner_cls, family, tmp_path):
+    from transformers import AutoModel
+    folder = build_tiny_hf_sam(str(tmp_path / family), family)
+    AutoModel.from_pretrained(folder).to(torch.bfloat16).save_pretrained(folder)
+    ref = refiner_cls(pretrained=folder)
+    assert {p.dtype for p in ref.parameters()} == {torch.float32}
+    with torch.no_grad():
+        out = ref([rand_image(20, 30)], RefinerPrompts(mask_logits=torch.randn(1, 1, 5, 5)))
+    assert out.mask_logits[0].dtype == torch.float32
