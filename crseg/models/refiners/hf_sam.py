@@ -72,7 +72,8 @@ class HFSamRefiner(BaseRefiner):
             weights, and ``preprocessor_config.json`` if the image processor is not the
             class default). Its ``model_type`` is checked before anything is built.
         config (dict, optional): Instead of ``pretrained``: a config dict for the model's
-            config class (random weights; tiny models in tests).
+            config class (random weights; zero-initialised absolute position embeddings of
+            the image encoder are drawn from a truncated normal, std 0.02).
         freeze_image_encoder (bool, optional): Default: True with ``pretrained``, else False.
         train_decoder (bool): Train the mask decoder. Default: True.
         train_prompt_encoder (bool): Train the prompt encoder. Default: False.
@@ -118,6 +119,7 @@ class HFSamRefiner(BaseRefiner):
             config = dict(config)
             self._check_model_type(config.pop('model_type', self.model_types[0]), 'config')
             self.model = self.model_class(self.config_class(**config))
+            self._break_position_symmetry()
         self.weights_from = pretrained  # checkpoint policy: None = random weights
         self.image_processor = self._image_processor(pretrained)
         if freeze_image_encoder is None:
@@ -144,6 +146,15 @@ class HFSamRefiner(BaseRefiner):
         raise ValueError(f'{type(self).__name__}: {where} is a {model_type!r} model; this '
                          f'refiner takes {" / ".join(map(repr, self.model_types))} '
                          f'({self.model_class.__name__}){hint}')
+
+    def _break_position_symmetry(self) -> None:
+        """Random weights only: absolute position embeddings of the image encoder that
+        transformers initialises to zeros (SAM 2's Hiera ``pos_embed``) get a truncated normal
+        (std 0.02), as SAMRefiner does for SAM's; trained from scratch, zeros would never tell
+        the patches apart."""
+        for name, p in self.model.vision_encoder.named_parameters():
+            if name.endswith('pos_embed') and not p.detach().any():
+                torch.nn.init.trunc_normal_(p, std=0.02)
 
     def _image_processor(self, pretrained: Optional[str]):
         """The checkpoint's image processor, or the class default at the model's input size."""
