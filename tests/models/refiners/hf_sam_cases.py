@@ -236,3 +236,30 @@ def test_half_precision_checkpoint_is_loaded_in_fp32(refiner_cls, family, tmp_pa
     with torch.no_grad():
         out = ref([rand_image(20, 30)], RefinerPrompts(mask_logits=torch.randn(1, 1, 5, 5)))
     assert out.mask_logits[0].dtype == torch.float32
+
+
+def test_checkpoint_policy_keeps_only_what_trains(refiner_cls, family, tmp_path):
+    """With pretrained=, crseg checkpoints leave out the frozen weights read from the folder
+    (image + prompt encoder) and keep the decoder; a trained checkpoint loads strictly."""
+    from crseg.utils.checkpoint_policy import (install_state_dict_filter, load_state,
+                                               pretrained_frozen_keys)
+    folder = build_tiny_hf_sam(str(tmp_path / family), family)
+    parent = torch.nn.ModuleDict(dict(refiner=refiner_cls(pretrained=folder)))
+    frozen = pretrained_frozen_keys(parent)
+    assert any(k.startswith('refiner.model.vision_encoder.') for k in frozen)
+    assert 'refiner.model.no_memory_embedding' in frozen
+    assert not any(k.startswith('refiner.model.mask_decoder.') for k in frozen)
+    handle = install_state_dict_filter(parent)
+    keys = set(parent.state_dict())
+    handle.remove()
+    decoder = {f'refiner.model.mask_decoder.{k}' for k in
+               parent.refiner.model.mask_decoder.state_dict()}
+    assert decoder <= keys and not keys & frozen
+    trained = {k: parent.state_dict()[k] + 1 for k in keys}
+    fresh = torch.nn.ModuleDict(dict(refiner=refiner_cls(pretrained=folder)))
+    assert load_state(fresh, trained, 'trained.pth') == []
+    for k, v in trained.items():
+        torch.testing.assert_close(fresh.state_dict()[k], v)
+    # random weights (config=) cannot be re-read, so everything is kept
+    assert pretrained_frozen_keys(torch.nn.ModuleDict(dict(
+        refiner=refiner_cls(config=tiny_hf_sam_config(family))))) == set()
