@@ -95,8 +95,8 @@ class HFSamRefiner(BaseRefiner):
     config_class = None
     image_processor_class = None
     model_types: tuple = ()
-    #: What to use instead, per other model_type (for the error message).
-    other_refiners: dict = {}
+    #: A hint per other model_type, for the error message.
+    hints: dict = {}
 
     def __init__(self, pretrained: Optional[str] = None, config: Optional[dict] = None,
                  freeze_image_encoder: Optional[bool] = None, train_decoder: bool = True,
@@ -141,8 +141,8 @@ class HFSamRefiner(BaseRefiner):
     def _check_model_type(self, model_type, where: str) -> None:
         if model_type in self.model_types:
             return
-        hint = self.other_refiners.get(model_type)
-        hint = f' (use {hint})' if hint else ''
+        hint = self.hints.get(model_type)
+        hint = f'; {hint}' if hint else ''
         raise ValueError(f'{type(self).__name__}: {where} is a {model_type!r} model; this '
                          f'refiner takes {" / ".join(map(repr, self.model_types))} '
                          f'({self.model_class.__name__}){hint}')
@@ -237,8 +237,8 @@ class HFSamRefiner(BaseRefiner):
         levels, the no-memory embedding added to the last of them, then the first
         ``len(backbone_feature_sizes)`` levels kept (SAM 3's encoder returns one more).
         """
-        pixels = self.image_processor(images=[im.cpu() for im in images],
-                                      return_tensors='pt')['pixel_values']
+        pixels = self.image_processor(images=[im.cpu() for im in images], return_tensors='pt',
+                                      input_data_format='channels_first')['pixel_values']
         pixels = pixels.to(self.device, self.model.dtype)
         grad = self.encoder_trainable and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):

@@ -22,4 +22,4 @@ class Sam2Refiner(HFSamRefiner):
     config_class = Sam2Config
     image_processor_class = Sam2ImageProcessor
     model_types = ('sam2', )
-    other_refiners = {'sam3_tracker': 'Sam3TrackerRefiner', 'sam3_video': 'Sam3TrackerRefiner'}
+    hints = {'sam3_tracker': 'use Sam3TrackerRefiner', 'sam3_video': 'use Sam3TrackerRefiner'}

@@ -30,5 +30,6 @@ class Sam3TrackerRefiner(HFSamRefiner):
     config_class = Sam3TrackerConfig
     image_processor_class = Sam3ImageProcessor
     model_types = ('sam3_tracker', 'sam3_video')
-    other_refiners = {'sam2': 'Sam2Refiner',
-                      'sam3': 'the tracker checkpoint: Sam3Model takes concept prompts only'}
+    hints = {'sam2': 'use Sam2Refiner',
+             'sam3': 'Sam3Model takes concept prompts only (no points): give a sam3_tracker or '
+                     'the full sam3_video (facebook/sam3) checkpoint'}

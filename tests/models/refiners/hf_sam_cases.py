@@ -8,6 +8,7 @@ pred_masks, original_sizes, binarize=False)``, then the mask of highest ``iou_sc
 """
 import pytest
 import torch
+from PIL import Image
 
 from crseg.models.refiners import PROMPT_KINDS, RefinerPrompts
 from crseg.registry import MODELS
@@ -47,7 +48,8 @@ def reference(model, processor, image, multimask=True, points=None, labels=None,
         kw.update(input_points=[[points.tolist()]], input_labels=[[labels.tolist()]])
     if box is not None:
         kw.update(input_boxes=[[box.tolist()]])
-    inputs = processor(images=[image], return_tensors='pt', **kw)
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())  # as the documented usage loads it
+    inputs = processor(images=[pil], return_tensors='pt', **kw)
     sizes = inputs.pop('original_sizes')
     with torch.no_grad():
         out = model(**inputs, input_masks=mask, multimask_output=multimask)
@@ -263,3 +265,33 @@ def test_checkpoint_policy_keeps_only_what_trains(refiner_cls, family, tmp_path)
     # random weights (config=) cannot be re-read, so everything is kept
     assert pretrained_frozen_keys(torch.nn.ModuleDict(dict(
         refiner=refiner_cls(config=tiny_hf_sam_config(family))))) == set()
+
+
+def test_coarse_logits_of_a_crop_are_placed_on_its_box(refiner_cls, family):
+    """An MLLM that saw only the middle half of a 2:1 image (LLaVA's centre crop): its map
+    lands on the middle half of the stretched square, the rest is background-filled."""
+    from crseg.models.mllms.geometry import ImageGeometry
+    ref = make(refiner_cls, family)
+    image = rand_image(40, 80, 6)
+    coarse = torch.randn(1, 1, 4, 4, generator=torch.Generator().manual_seed(2)) * 4
+    geom = ImageGeometry((4, 4), (20.0, 0.0, 60.0, 40.0), (40, 80))
+    with torch.no_grad():
+        out = ref([image], RefinerPrompts(mask_logits=coarse, mask_geometry=[geom]))
+    expected = torch.full((1, 1, M, M), float(coarse.min()))
+    expected[..., M // 4:3 * M // 4] = torch.nn.functional.interpolate(
+        coarse, (M, M // 2), mode='bilinear', align_corners=False)
+    assert_same(out, 0, reference(ref.model, tiny_hf_sam_processor(family), image,
+                                  mask=expected))
+
+
+def test_three_pixel_tall_image_is_read_channels_first(refiner_cls, family):
+    """A [3, 3, W] tensor (3 px tall) is read as one RGB image (the refiner passes the layout
+    explicitly rather than leaving it to the processor's guess)."""
+    ref = make(refiner_cls, family)
+    image = rand_image(3, 70, 8)
+    with torch.no_grad():
+        out = ref([image], RefinerPrompts(points=torch.tensor([[[30., 1.]]]),
+                                          labels=torch.ones(1, 1)))
+    assert out.mask_logits[0].shape == (1, 3, 70)
+    assert_same(out, 0, reference(ref.model, tiny_hf_sam_processor(family), image,
+                                  points=torch.tensor([[30., 1.]]), labels=torch.tensor([1])))
