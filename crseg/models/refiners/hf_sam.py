@@ -58,6 +58,10 @@ def checkpoint_model_type(folder: str) -> str:
         return json.load(f).get('model_type')
 
 
+def _clear_cache(module, *args) -> None:
+    module.cache.clear()  # embeddings of the old encoder weights (a load_state_dict pre-hook)
+
+
 class HFSamRefiner(BaseRefiner):
     """A :class:`BaseRefiner` on a transformers SAM 2-family model (abstract: see the
     subclasses for the model each takes).
@@ -134,7 +138,7 @@ class HFSamRefiner(BaseRefiner):
         self.mask_pad_value = mask_pad_value
         self.encoder_batch_size = encoder_batch_size
         self.cache = EmbeddingCache(cache_size)
-        self.register_load_state_dict_pre_hook(lambda module, *args: module.cache.clear())
+        self.register_load_state_dict_pre_hook(_clear_cache)
         self.train(self.training)
 
     # ------------------------------------------------------------ set-up
