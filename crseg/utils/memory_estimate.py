@@ -264,7 +264,8 @@ def preset_profile(preset: str, train: str = 'lora', lora_r: int = 8, text_len: 
              f'sequence: {n_img} image + {text_len} text tokens = {seq}']
     if sam_name:
         comps += _sam_components(sam_name)
-        notes.append(f'SAM {sam_name}: segment_anything registry on the meta device; '
+        notes.append(HF_REFINER_NOTE.format(sam_name) if sam_name in HF_REFINER_PRESETS else
+                     f'SAM {sam_name}: segment_anything registry on the meta device; '
                      'image encoder frozen (forward only), prompt encoder + mask decoder trained')
     if train == 'lora':
         notes.append(f'LoRA r={lora_r} on the LLM {"/".join(LORA_TARGETS)} (counted exactly)')
@@ -274,16 +275,63 @@ def preset_profile(preset: str, train: str = 'lora', lora_r: int = 8, text_len: 
 
 
 def _sam_components(name: str) -> List[Component]:
+    if name in HF_REFINER_PRESETS:
+        return hf_refiner_components(name)
     from segment_anything import sam_model_registry
     key = name.removeprefix('sam-').replace('-', '_')
     if key not in SAM_PRESETS:
-        raise ValueError(f'unknown SAM preset {name!r}: use sam-vit-b, sam-vit-l or sam-vit-h')
+        raise ValueError(f'unknown SAM preset {name!r}: use sam-vit-b, sam-vit-l, sam-vit-h '
+                         f'or one of {sorted(HF_REFINER_PRESETS)}')
     with torch.device('meta'):
         sam = sam_model_registry[key](checkpoint=None)
     enc = count_params(sam.image_encoder)[0]
     head = count_params(sam.prompt_encoder)[0] + count_params(sam.mask_decoder)[0]
     return [Component('sam.image_encoder', enc, 0, 64 * 64),
             Component('sam.prompt+mask_decoder', head, head, 64 * 64, grad_path=True)]
+
+
+# ------------------------------------- transformers refiner presets (meta device, #14)
+def _sam2_1_large():
+    """SAM 2.1 Hiera-L as ``Sam2Model`` (the image-only model Sam2Refiner loads; the video
+    memory modules of the checkpoint are not in it), numbers of facebook/sam2.1-hiera-large."""
+    from transformers import Sam2Config, Sam2Model
+    backbone = dict(model_type='sam2_hiera_det_model', hidden_size=144,
+                    embed_dim_per_stage=[144, 288, 576, 1152],
+                    num_attention_heads_per_stage=[2, 4, 8, 16], blocks_per_stage=[2, 6, 36, 4],
+                    global_attention_blocks=[23, 33, 43], window_size_per_stage=[8, 4, 16, 8],
+                    window_positional_embedding_background_size=[7, 7])
+    cfg = Sam2Config(vision_config=dict(backbone_config=backbone,
+                                        backbone_channel_list=[1152, 576, 288, 144]))
+    with torch.device('meta'):
+        return Sam2Model(cfg)
+
+
+def _sam3_tracker():
+    """SAM 3's tracker as ``Sam3TrackerModel`` (its config defaults are facebook/sam3's)."""
+    from transformers import Sam3TrackerConfig, Sam3TrackerModel
+    with torch.device('meta'):
+        return Sam3TrackerModel(Sam3TrackerConfig())
+
+
+HF_REFINER_PRESETS = {'sam2.1-l': _sam2_1_large, 'sam3-tracker': _sam3_tracker}
+HF_REFINER_NOTE = ('{}: transformers class on the meta device; image encoder and prompt '
+                   'encoder frozen, mask decoder trained (the refiner defaults); encoder FLOPs '
+                   'counted at the embedding grid (a lower bound for Hiera)')
+
+
+def hf_refiner_components(name: str, model: Optional[nn.Module] = None) -> List[Component]:
+    """Frozen image encoder, frozen prompt encoder, trained mask decoder of a transformers
+    refiner preset, or of ``model`` (a ``Sam2Model`` / ``Sam3TrackerModel``): exact counts,
+    the encoder includes the no-memory embedding."""
+    model = HF_REFINER_PRESETS[name]() if model is None else model
+    pe = model.config.prompt_encoder_config
+    tokens = (pe.image_size // pe.patch_size) ** 2
+    enc = count_params(model.vision_encoder)[0] + model.no_memory_embedding.numel()
+    prompt = count_params(model.prompt_encoder)[0]
+    decoder = count_params(model.mask_decoder)[0]
+    return [Component(f'{name}.image_encoder', enc, 0, tokens),
+            Component(f'{name}.prompt_encoder', prompt, 0, tokens),
+            Component(f'{name}.mask_decoder', decoder, decoder, tokens, grad_path=True)]
 
 
 def module_profile(model: nn.Module, text_len: int = 512,

@@ -5,8 +5,9 @@ FSDP. Assumptions and formulas: ``crseg/utils/memory_estimate.py``.
         --batch 1 8 --strategy ddp deepspeed_zero2 deepspeed_zero3 fsdp --gpus 8
     python tools/analysis_tools/estimate_memory.py CONFIG --batch 2 --gpus 2   # built model
 
-Presets: llava-1.5-7b, qwen2.5-vl-7b, qwen3-vl-8b, each optionally '+sam-vit-b|l|h'. ``--train``:
-lora (default), full or frozen MLLM. A CONFIG is built as configured (use --meta to build it on
+Presets: llava-1.5-7b, qwen2.5-vl-7b, qwen3-vl-8b, each optionally '+sam-vit-b|l|h', '+sam2.1-l' or
+'+sam3-tracker' (transformers refiners). ``--train``: lora
+(default), full or frozen MLLM. A CONFIG is built as configured (use --meta to build it on
 the meta device: no memory, no weights read; only for configs that build from ``config=``).
 """
 import argparse

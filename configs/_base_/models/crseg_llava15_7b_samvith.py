@@ -17,5 +17,4 @@ model = dict(
     refiner=dict(type='SAMRefiner', arch='vit_h',
                  checkpoint='data/weights/sam_vit_h_4b8939.pth',
                  train_decoder=True, multimask_output=True),
-    refiner_prompts=('points', 'map'),
     loss_weights=dict(lm=1.0, coarse=1.0, mask=1.0))

@@ -20,5 +20,4 @@ model = dict(
                   decoder_mlp_dim=256, decoder_num_heads=4, iou_head_hidden_dim=64),
         checkpoint=None, train_decoder=True, train_prompt_encoder=True,
         multimask_output=False),
-    refiner_prompts=('points', 'map'),
     loss_weights=dict(lm=1.0, coarse=1.0, mask=1.0))

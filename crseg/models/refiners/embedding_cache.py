@@ -8,7 +8,7 @@ never hand back the embedding of a different image.
 """
 import hashlib
 from collections import OrderedDict
-from typing import Hashable, Optional
+from typing import Callable, Hashable, List, Optional, Sequence
 
 import torch
 
@@ -74,6 +74,39 @@ class EmbeddingCache:
         self._store.move_to_end(key)
         while len(self._store) > self.max_entries:
             self._store.popitem(last=False)
+
+    def encode(self, images: Sequence[torch.Tensor], keys: Sequence,
+               encode_batch: Callable[[List[torch.Tensor]], Sequence[torch.Tensor]],
+               batch_size: int, use: bool = True) -> List[torch.Tensor]:
+        """One embedding per image (``[1, ...]`` each), from the cache where possible.
+
+        Images with a key are looked up in (and added to) the cache when ``use`` holds; the
+        same key and content twice in one call is encoded once. The misses go to
+        ``encode_batch`` (a list of images -> one embedding row per image) ``batch_size``
+        at a time.
+        """
+        out: List[Optional[torch.Tensor]] = [None] * len(images)
+        todo = {}  # (key, fingerprint) or index -> [indices]
+        for i, (img, key) in enumerate(zip(images, keys)):
+            if use and key is not None:
+                fp = image_fingerprint(img)
+                if (key, fp) not in todo:
+                    out[i] = self.get(key, fp)
+                if out[i] is None:
+                    todo.setdefault((key, fp), []).append(i)
+            else:
+                todo[i] = [i]
+        groups = list(todo.items())
+        for start in range(0, len(groups), batch_size):
+            chunk = groups[start:start + batch_size]
+            embeds = encode_batch([images[idx[0]] for _, idx in chunk])
+            for (tag, idx), emb in zip(chunk, embeds):
+                emb = emb[None]
+                if isinstance(tag, tuple):
+                    self.put(tag[0], tag[1], emb)
+                for i in idx:
+                    out[i] = emb
+        return out
 
     def clear(self) -> None:
         """Drop every entry (statistics are kept)."""

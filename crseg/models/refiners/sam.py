@@ -30,7 +30,7 @@ from torchvision.transforms.functional import resize, to_pil_image
 
 from crseg.registry import MODELS
 from .base import BaseRefiner, RefinerOutput, RefinerPrompts
-from .embedding_cache import EmbeddingCache, image_fingerprint
+from .embedding_cache import EmbeddingCache
 from .inputs import (check_images, check_keys, split_boxes, split_masks, split_per_image,
                      split_points)
 from .mask_prompt import MASK_FRAMES, to_mask_prompt
@@ -197,31 +197,12 @@ class SAMRefiner(BaseRefiner):
         """
         images = check_images(images)
         keys = check_keys(keys, len(images))
-        out: List[Optional[Tensor]] = [None] * len(images)
-        todo = {}  # (key, fingerprint) or index -> [indices]
-        for i, (img, key) in enumerate(zip(images, keys)):
-            if self.use_cache and key is not None:
-                fp = image_fingerprint(img)
-                if (key, fp) not in todo:
-                    out[i] = self.cache.get(key, fp)
-                if out[i] is None:
-                    todo.setdefault((key, fp), []).append(i)
-            else:
-                todo[i] = [i]
-        groups = list(todo.items())
-        step = self.encoder_batch_size
-        for start in range(0, len(groups), step):
-            chunk = groups[start:start + step]
-            batch = torch.cat([self.preprocess(images[idx[0]])
-                               for _, idx in chunk])
-            embeds = self._run_encoder(batch)
-            for (tag, idx), emb in zip(chunk, embeds):
-                emb = emb[None]
-                if isinstance(tag, tuple):
-                    self.cache.put(tag[0], tag[1], emb)
-                for i in idx:
-                    out[i] = emb
-        return out
+
+        def encode_batch(batch):
+            return self._run_encoder(torch.cat([self.preprocess(im) for im in batch]))
+
+        return self.cache.encode(images, keys, encode_batch, self.encoder_batch_size,
+                                 use=self.use_cache)
 
     # -------------------------------------------------------------- prompts
     def _mask_prompt(self, mask: Optional[Tensor], size: tuple,
