@@ -1,4 +1,5 @@
-"""Session-wide fixtures: an offline environment and a tiny SynthReason world + tiny LLaVA."""
+"""Session-wide fixtures: an offline environment, a tiny SynthReason world + tiny LLaVA, and
+the adapter tests' tiny LLaVA / Qwen2-VL (a small fixed corpus, the builders' default sizes)."""
 import glob
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Tests never reach the network: transformers / huggingface_hub stay offline.
@@ -52,3 +54,52 @@ def tiny_llava_dir(tmp_path_factory, synth_root):
     return build_tiny_llava(str(tmp_path_factory.mktemp('llava')), texts, image_size=64,
                             patch=16, vision_width=32, vision_layers=1, text_width=32,
                             text_layers=2, heads=2, vocab_size=300)
+
+
+# The adapter tests (tests/models/mllms, tests/models/eap) use the builders' default sizes
+# (224 px images, 14x14 LLaVA tokens) and a tokenizer trained on this small corpus.
+ADAPTER_CORPUS = [
+    'scene: a kitchen with a table.\nregion: a red cup near the window.\nanswer: the red cup',
+    'what can hold hot tea? where is the lamp on the left side of the room?',
+    'scene: a street. region: the car parked at the corner. answer: the blue car']
+
+
+@pytest.fixture(scope='session')
+def adapter_llava_dir(tmp_path_factory):
+    """A tiny LLaVA folder at the builder's default size (224 px, 196 image tokens)."""
+    from crseg.testing import build_tiny_llava
+    return build_tiny_llava(str(tmp_path_factory.mktemp('adapter_llava')), ADAPTER_CORPUS)
+
+
+@pytest.fixture(scope='session')
+def adapter_qwen2vl_dir(tmp_path_factory):
+    """A tiny Qwen2-VL folder at the builder's default size."""
+    from crseg.testing import build_tiny_qwen2vl
+    return build_tiny_qwen2vl(str(tmp_path_factory.mktemp('adapter_qwen2vl')), ADAPTER_CORPUS)
+
+
+@pytest.fixture
+def adapter_images():
+    """Two seeded RGB images of different shapes (200x300 landscape, 120x90 portrait)."""
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (200, 300, 3), dtype=np.uint8),
+            rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)]
+
+
+def _last_val_metric(work_dir, key='mIoU'):
+    """(step, value) of the last ``key`` logged in any run folder of ``work_dir``
+    (mmengine's ``<run>/vis_data/scalars.json``); an assertion error when none is."""
+    values = []
+    for scalars in sorted(Path(work_dir).glob('*/vis_data/scalars.json')):
+        for line in scalars.read_text().splitlines():
+            rec = json.loads(line)
+            if key in rec:
+                values.append((rec['step'], rec[key]))
+    assert values, f'no {key} logged under {work_dir}'
+    return max(values)
+
+
+@pytest.fixture(scope='session')
+def last_val_metric():
+    """The helper reading a training run's last validation metric, as a fixture."""
+    return _last_val_metric

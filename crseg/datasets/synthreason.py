@@ -49,19 +49,48 @@ SENTENCE_TEMPLATES = (
     'Which shape would you pick if you were asked for {p}?')
 MIN_VISIBLE = 0.6  # every object keeps at least this share of its pixels visible
 
+# ---- scene drawing (radii are shares of the image side; see make_scene / _polygon)
+SIZES = tuple(SIZE_RANGES)  # ('small', 'large'): the order the generator draws from
+NUM_OBJECTS = (3, 7)  # objects per scene: rng.integers(low, high), i.e. 3-6
+PLACEMENT_TRIES = 30  # attempts to place one object before the scene keeps fewer
+BORDER_PX = 2  # gap between an object's bounding circle and the image border
+BACKGROUND_LEVELS = (215, 245)  # per-channel grey level range of the background
+BACKGROUND_NOISE_SD = 3.0
+SQUARE_HALF_SIDE = 0.85  # a square's half side, as a share of its radius
+STAR_INNER_RADIUS = 0.45  # a star's inner vertices, as a share of its radius
+VERTICES = {'circle': (40, 0.0), 'triangle': (3, -90.0), 'hexagon': (6, 0.0),
+            'star': (10, -90.0)}  # polygon vertices and the first one's angle (degrees)
+
+# ---- uniqueness rules of evaluate() (shares of the image side)
+CLEAR_OFFSET = 0.08  # a relation's offset along its axis (and a superlative's lead)
+NEAR_OFFSET = 0.5 * CLEAR_OFFSET  # an object this far along the axis counts as a match too
+CLEAR_RADIUS_RATIO = 1.3  # 'largest' / 'smallest': radius ratio to the runner-up
+# evaluate() returns [REJECT] for a spec that must never be used (ambiguous or pointless):
+# REJECT is no object index, so the result never equals the wanted set.
+REJECT = -1
+
+# ---- query and GLCoT texts
+# candidate_specs() starts with one 'attribute' spec per noun phrase of _noun_phrases():
+# shape, colour, colour + shape, size + colour + shape. FULL_NPS are the last two, which name
+# an object by colour and shape (references of spatial queries, short answers).
+FULL_NPS = slice(2, 4)
+ARTICLE = 'the '  # every noun phrase starts with it (np_text)
+NO_ANSWER = 'none'  # the GLCoT answer of a no-answer query
+PARTLY_HIDDEN = 0.05  # GLCoT says 'partly hidden' above this hidden share of the target
+SCENE_TRIES = 20  # scenes drawn for one sample before giving up
+
 
 def _polygon(shape, cx, cy, r):
     """Integer polygon (N, 2) of a shape centred at (cx, cy) with radius r."""
     if shape == 'square':
-        h = 0.85 * r
+        h = SQUARE_HALF_SIDE * r
         pts = [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
     else:
-        n, start = {'circle': (40, 0.0), 'triangle': (3, -90.0), 'hexagon': (6, 0.0),
-                    'star': (10, -90.0)}[shape]
+        n, start = VERTICES[shape]
         ang = np.deg2rad(start + 360.0 * np.arange(n) / n)
         rad = np.full(n, float(r))
         if shape == 'star':
-            rad[1::2] = 0.45 * r
+            rad[1::2] = STAR_INNER_RADIUS * r
         pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
     return np.round(np.asarray(pts, dtype=np.float64)).astype(np.int32)
 
@@ -81,13 +110,13 @@ def make_scene(rng, img_size=224, num_objects=None):
     index of the top-most object per pixel (-1 background).
     """
     s = img_size
-    n = int(num_objects or rng.integers(3, 7))
+    n = int(num_objects or rng.integers(*NUM_OBJECTS))
     objs, label = [], np.full((s, s), -1, np.int16)
     for _ in range(n):
-        for _try in range(30):
-            size = ('small', 'large')[int(rng.integers(2))]
+        for _try in range(PLACEMENT_TRIES):
+            size = SIZES[int(rng.integers(len(SIZES)))]
             r = float(rng.uniform(*SIZE_RANGES[size])) * s
-            cx, cy = (float(v) for v in rng.uniform(r + 2, s - r - 2, size=2))
+            cx, cy = (float(v) for v in rng.uniform(r + BORDER_PX, s - r - BORDER_PX, size=2))
             shape = SHAPES[int(rng.integers(len(SHAPES)))]
             poly = _polygon(shape, cx, cy, r)
             amodal = np.zeros((s, s), np.uint8)
@@ -103,8 +132,9 @@ def make_scene(rng, img_size=224, num_objects=None):
         label = new_label
         objs.append(dict(shape=shape, colour=colour, size=size, r=r, cx=cx, cy=cy, poly=poly,
                          amodal=amodal > 0, region=_region(cx, cy, s)))
-    base = rng.integers(215, 245, size=3)
-    img = np.clip(base + rng.normal(0, 3, size=(s, s, 3)), 0, 255).astype(np.uint8)
+    base = rng.integers(*BACKGROUND_LEVELS, size=3)
+    img = np.clip(base + rng.normal(0, BACKGROUND_NOISE_SD, size=(s, s, 3)), 0,
+                  255).astype(np.uint8)
     for i, o in enumerate(objs):
         o['visible'] = label == i
         o['hidden'] = o['amodal'] & ~o['visible']
@@ -116,7 +146,7 @@ def make_scene(rng, img_size=224, num_objects=None):
 def np_text(np_):
     """'the large red circle' from a noun-phrase dict (size, colour, shape)."""
     words = [np_.get('size'), np_.get('colour'), np_.get('shape') or 'object']
-    return 'the ' + ' '.join(w for w in words if w)
+    return ARTICLE + ' '.join(w for w in words if w)
 
 
 def np_match(o, np_):
@@ -139,11 +169,12 @@ def evaluate(spec, objs, img_size):
 
     Borderline cases count as matches, so a spec is only accepted when the
     target is the one clear answer: a relation needs the target's offset along
-    the axis > 8% of the image and dominant, and any other object with > 4%
-    counts as a second match; a superlative needs a clear winner (radius x1.3
-    or 8% of the image ahead of the runner-up).
+    the axis > CLEAR_OFFSET (8%) of the image and dominant, and any other object
+    with > NEAR_OFFSET (4%) counts as a second match; a superlative needs a clear
+    winner (radius x CLEAR_RADIUS_RATIO, or CLEAR_OFFSET of the image ahead of
+    the runner-up). A spec that must not be used gives ``[REJECT]``.
     """
-    margin = 0.08 * img_size
+    margin = CLEAR_OFFSET * img_size
     kind, head = spec['type'], spec.get('np', {})
     cand = [i for i, o in enumerate(objs) if np_match(o, head)]
     if kind == 'attribute':
@@ -154,33 +185,33 @@ def evaluate(spec, objs, img_size):
     if kind == 'negation':
         key, val = spec['not']
         if not any(objs[i][key] == val for i in cand):
-            return [-1]  # the negation would be pointless: reject the spec
+            return [REJECT]  # the negation would be pointless
         return [i for i in cand if objs[i][key] != val]
     if kind == 'spatial':
         refs = [i for i, o in enumerate(objs) if np_match(o, spec['ref'])]
         if len(refs) != 1:
-            return [-1]
+            return [REJECT]
         ref = objs[refs[0]]
         out = []
         for i in cand:
             if i == refs[0]:
                 continue
             along, across = _along(objs[i], ref, spec['rel'])
-            if along > 0.5 * margin:
-                out.append(i if along > margin and along >= abs(across) else -1)
+            if along > NEAR_OFFSET * img_size:
+                out.append(i if along > margin and along >= abs(across) else REJECT)
         return out
     if kind == 'superlative':
         if len(cand) < 2:
-            return [-1]
+            return [REJECT]
         vals = sorted(((_sup_value(objs[i], spec['key']), i) for i in cand), reverse=True)
         (v0, i0), (v1, _) = vals[0], vals[1]
         if spec['key'] == 'largest':
-            ok = v0 > 1.3 * v1
-        elif spec['key'] == 'smallest':  # values are -r: runner-up radius 1.3x the winner's
-            ok = -v1 > 1.3 * -v0
+            ok = v0 > CLEAR_RADIUS_RATIO * v1
+        elif spec['key'] == 'smallest':  # values are -r: runner-up radius ratio x the winner's
+            ok = -v1 > CLEAR_RADIUS_RATIO * -v0
         else:
             ok = v0 - v1 > margin
-        return [i0] if ok else [-1]
+        return [i0] if ok else [REJECT]
     raise ValueError(f'unknown query spec type {kind!r}')
 
 
@@ -201,24 +232,21 @@ def spec_text(spec):
             f'{np_text(head)} that is not a {val}'
     if kind == 'spatial':
         return f"{np_text(head)} {spec['rel']} {np_text(spec['ref'])}"
-    return np_text(head).replace('the ', f"the {spec['key']} ", 1)
+    return np_text(head).replace(ARTICLE, f"{ARTICLE}{spec['key']} ", 1)
+
+
+def _noun_phrases(o):
+    """The noun phrases naming object ``o``, shortest first (see FULL_NPS)."""
+    return [{'shape': o['shape']}, {'colour': o['colour']},
+            {'colour': o['colour'], 'shape': o['shape']},
+            {'size': o['size'], 'colour': o['colour'], 'shape': o['shape']}]
 
 
 def candidate_specs(objs, t):
-    """All query specs of every type that could name object ``t``."""
+    """All query specs of every type that could name object ``t`` (the first ones: one
+    'attribute' spec per noun phrase of :func:`_noun_phrases`)."""
     o = objs[t]
-    nps = [{
-        'shape': o['shape']
-    }, {
-        'colour': o['colour']
-    }, {
-        'colour': o['colour'],
-        'shape': o['shape']
-    }, {
-        'size': o['size'],
-        'colour': o['colour'],
-        'shape': o['shape']
-    }]
+    nps = _noun_phrases(o)
     heads = [{}, {'shape': o['shape']}, {'colour': o['colour']}]
     out = [dict(type='attribute', np=n) for n in nps]
     out += [dict(type='implicit', np={}, shape=o['shape']),
@@ -239,18 +267,25 @@ def candidate_specs(objs, t):
                      **{'not': ('shape', other['shape'])}))
     for j, ref in enumerate(objs):
         if j != t:
-            for rel, h, rn in itertools.product(RELATIONS, heads, nps[2:]):
+            for rel, h, rn in itertools.product(RELATIONS, heads, nps[FULL_NPS]):
                 out.append(dict(type='spatial', np=h, rel=rel, ref={k: ref[k] for k in rn}))
     return out
 
 
-def _answer(objs, t, spec):
+def _answer(objs, t, spec, img_size):
     """Short phrase naming object t: colour + shape (+ size) when that is
     unique, else the (unique by construction) query phrase itself."""
-    for n in candidate_specs(objs, t)[2:4]:
-        if evaluate(n, objs, 1) == [t]:
+    for np_ in _noun_phrases(objs[t])[FULL_NPS]:
+        n = dict(type='attribute', np=np_)
+        if evaluate(n, objs, img_size) == [t]:
             return spec_text(n)
     return spec_text(spec)
+
+
+def _without_article(phrase):
+    if not phrase.startswith(ARTICLE):
+        raise ValueError(f'SynthReason: phrase {phrase!r} does not start with {ARTICLE!r}')
+    return phrase[len(ARTICLE):]
 
 
 def _glcot(objs, t, spec, img_size):
@@ -258,10 +293,10 @@ def _glcot(objs, t, spec, img_size):
     glob = f'{len(objs)} objects: ' + '; '.join(parts) + '.'
     if t is None:
         return dict(glob=glob,
-                    local=f'There is no {spec_text(spec)[4:]} in the image.',
-                    answer='none')
+                    local=f'There is no {_without_article(spec_text(spec))} in the image.',
+                    answer=NO_ANSWER)
     o = objs[t]
-    hidden = ', partly hidden' if o['hidden'].sum() > 0.05 * o['amodal'].sum() else ''
+    hidden = ', partly hidden' if o['hidden'].sum() > PARTLY_HIDDEN * o['amodal'].sum() else ''
     local = f"In the {o['region']} region: a {o['size']} {o['colour']} {o['shape']}{hidden}."
     kind = spec['type']
     if kind == 'spatial':
@@ -273,7 +308,7 @@ def _glcot(objs, t, spec, img_size):
     elif kind == 'implicit':
         local += f" It is {o['colour']}." if spec.get(
             'colour_of') else f" {SHAPE_REASON[o['shape']].capitalize()}."
-    return dict(glob=glob, local=local, answer=_answer(objs, t, spec))
+    return dict(glob=glob, local=local, answer=_answer(objs, t, spec, img_size))
 
 
 def _empty_specs(objs):
@@ -304,6 +339,12 @@ def _mask_ok(shapes, objs, t, img_size):
     return bool(tgt.any()) and not (tgt & ~objs[t]['visible']).any()
 
 
+def split_id(split):
+    """A stable integer of a split name (a polynomial string hash; Python's ``hash`` of a
+    str changes between processes), part of each sample's random seed."""
+    return sum(ord(ch) * 31 ** k for k, ch in enumerate(split)) % (2 ** 31)
+
+
 def generate_sample(seed, split, index, img_size=224, queries_per_image=2,
                     sentence_ratio=0.5, empty_ratio=0.05):
     """One SynthReason image: (BGR image, LISA-format annotation dict, stats).
@@ -311,9 +352,8 @@ def generate_sample(seed, split, index, img_size=224, queries_per_image=2,
     Deterministic in (seed, split, index). ``stats`` holds the query types,
     ``is_sentence``, ``empty`` and the target's visible-area fraction.
     """
-    split_id = sum(ord(ch) * 31 ** k for k, ch in enumerate(split)) % (2 ** 31)
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), split_id, int(index)]))
-    for _ in range(20):
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), split_id(split), int(index)]))
+    for _ in range(SCENE_TRIES):
         img, objs, _label = make_scene(rng, img_size)
         empty = bool(rng.random() < empty_ratio)
         t = None if empty else int(rng.integers(len(objs)))

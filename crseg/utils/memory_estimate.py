@@ -29,14 +29,36 @@ out): forward 2*P*t, backward 2*P*t (+ 2*P_trainable*t weight gradients), + one 
 under gradient checkpointing, for every part on the gradient path; frozen encoders in front
 of it only run forward.
 """
+import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.logging import print_log
+
+from crseg.engine.strategies import STRATEGY_ALIASES
 
 GiB = float(1 << 30)
-STRATEGIES = ('ddp', 'zero2', 'zero3', 'fsdp')
+# The names of ``tools/train.py --strategy`` (crseg.engine.strategies.STRATEGY_NAMES), most
+# memory first.
+STRATEGIES = ('ddp', 'deepspeed_zero2', 'deepspeed_zero3', 'fsdp')
+# The short names this module used before (``zero2`` / ``zero3``): accepted with a warning.
+DEPRECATED_STRATEGIES = tuple(STRATEGY_ALIASES)
+
+
+def strategy_name(strategy: str) -> str:
+    """The strategy's ``tools/train.py`` name; ``zero2`` / ``zero3`` (deprecated) are mapped to
+    ``deepspeed_zero2`` / ``deepspeed_zero3`` with a warning; anything else is a ValueError."""
+    if strategy in STRATEGY_ALIASES:
+        new = STRATEGY_ALIASES[strategy]
+        print_log(f'memory estimate: strategy {strategy!r} is deprecated, use {new!r} (the '
+                  'name tools/train.py --strategy takes)', logger='current',
+                  level=logging.WARNING)
+        return new
+    if strategy not in STRATEGIES:
+        raise ValueError(f'unknown strategy {strategy!r}: use one of {STRATEGIES}')
+    return strategy
 
 
 @dataclass
@@ -99,16 +121,15 @@ def activation_bytes(p: ModelProfile, batch: int, checkpointing: bool,
 def estimate(p: ModelProfile, strategy: str, gpus: int, batch: int,
              act_factor: float = 1.0) -> Dict[str, float]:
     """Bytes per GPU: weights, grads, optimizer, activations (with / without checkpointing)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f'unknown strategy {strategy!r}: use one of {STRATEGIES}')
+    strategy = strategy_name(strategy)
     if gpus < 1 or batch < 1:
         raise ValueError(f'gpus and batch must be >= 1, got gpus={gpus}, batch={batch}')
     n = gpus
     weights = 2.0 * p.params
     grads, optim = 2.0 * p.trainable, 12.0 * p.trainable
-    if strategy in ('zero2', 'zero3', 'fsdp'):
+    if strategy in ('deepspeed_zero2', 'deepspeed_zero3', 'fsdp'):
         grads, optim = grads / n, optim / n
-    if strategy in ('zero3', 'fsdp'):
+    if strategy in ('deepspeed_zero3', 'fsdp'):
         weights = weights / n + (2 * 2.0 * p.unit_params if n > 1 else 0.0)
     out = dict(weights=weights, grads=grads, optim=optim,
                act=activation_bytes(p, batch, False, act_factor),

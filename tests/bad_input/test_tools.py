@@ -63,17 +63,6 @@ def _run(args, env=None, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _val_metric(work_dir: Path, key='mIoU'):
-    values = []
-    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in scalars.read_text().splitlines():
-            rec = json.loads(line)
-            if key in rec:
-                values.append((rec['step'], rec[key]))
-    assert values, f'no {key} logged under {work_dir}'
-    return max(values)
-
-
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
     """An uninterrupted 8-iteration smoke run keeping one checkpoint."""
@@ -171,7 +160,7 @@ def test_6_runs_started_in_the_same_second_get_their_own_folders(trained, tmp_pa
     assert not (work / SMOKE.name).exists()
 
 
-def test_7_killed_while_saving_resumes_to_the_same_result(trained, tmp_path):
+def test_7_killed_while_saving_resumes_to_the_same_result(trained, tmp_path, last_val_metric):
     plugin = tmp_path / 'plugin'
     plugin.mkdir()
     (plugin / 'dying_save.py').write_text(DYING_SAVE)
@@ -187,8 +176,8 @@ def test_7_killed_while_saving_resumes_to_the_same_result(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'resumed epoch: 0, iter: 4' in r.stdout + r.stderr
     assert sorted(p.name for p in work.glob('iter_*')) == ['iter_8.pth']
-    step, miou = _val_metric(work)
-    assert (step, miou) == pytest.approx(_val_metric(trained), abs=1e-6) and step == 8
+    step, miou = last_val_metric(work)
+    assert (step, miou) == pytest.approx(last_val_metric(trained), abs=1e-6) and step == 8
 
 
 @pytest.mark.parametrize('kind', ['empty', 'text'])

@@ -1,5 +1,4 @@
 """train -> SIGKILL -> --resume ends where an uninterrupted run ends; test.py evaluates it."""
-import json
 import os
 import subprocess
 import sys
@@ -33,17 +32,6 @@ def _run(args, env):
                           text=True, timeout=600)
 
 
-def _last_val_metric(work_dir: Path, key='mIoU'):
-    values = []
-    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
-        for line in scalars.read_text().splitlines():
-            rec = json.loads(line)
-            if key in rec:
-                values.append((rec['step'], rec[key]))
-    assert values, f'no {key} logged under {work_dir}'
-    return max(values)
-
-
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
     hook_dir = tmp_path_factory.mktemp('hooks')
@@ -53,7 +41,7 @@ def env(tmp_path_factory):
     return e
 
 
-def test_kill_resume_matches_uninterrupted_run(tmp_path, env):
+def test_kill_resume_matches_uninterrupted_run(tmp_path, env, last_val_metric):
     full = tmp_path / 'full'
     r = _run(['tools/train.py', str(CONFIG), '--work-dir', str(full)], env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -71,8 +59,8 @@ def test_kill_resume_matches_uninterrupted_run(tmp_path, env):
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'resumed epoch: 0, iter: 4' in (r.stdout + r.stderr)
     assert (killed / 'iter_8.pth').exists()
-    step_full, miou_full = _last_val_metric(full)
-    step_res, miou_res = _last_val_metric(killed)
+    step_full, miou_full = last_val_metric(full)
+    step_res, miou_res = last_val_metric(killed)
     assert step_full == step_res == 8
     assert miou_res == pytest.approx(miou_full, abs=1e-6)
 

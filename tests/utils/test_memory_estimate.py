@@ -33,11 +33,29 @@ def _tool():
 
 def test_cli_table(capsys):
     text = _tool().main(['--preset', 'llava-1.5-7b+sam-vit-h', '--batch', '1', '8',
-                         '--strategy', 'ddp', 'zero3', '--gpus', '8'])
-    rows = [line for line in text.splitlines() if line.startswith(('| ddp', '| zero3'))]
+                         '--strategy', 'ddp', 'deepspeed_zero3', '--gpus', '8'])
+    rows = [line for line in text.splitlines() if line.startswith(('| ddp', '| deepspeed_zero3'))]
     assert len(rows) == 4 and 'GiB per GPU' in text
     assert '7,712,906,288' in text  # LLaVA-1.5-7B + LoRA r=8 + SAM ViT-H
     assert capsys.readouterr().out.strip() == text.strip()
+
+
+def test_strategy_names_are_train_py_names(capsys, monkeypatch):
+    """One set of names: tools/train.py --strategy's; the old zero2 / zero3 still work, with a
+    deprecation warning, and give the same numbers and row names as the new ones."""
+    from crseg.engine.strategies import STRATEGY_NAMES
+    from crseg.utils import memory_estimate
+    assert set(M.STRATEGIES) == set(STRATEGY_NAMES)
+    logged = []
+    monkeypatch.setattr(memory_estimate, 'print_log', lambda msg, **kw: logged.append(msg))
+    p = _profile(1000)
+    assert M.estimate(p, 'zero2', 8, 1) == M.estimate(p, 'deepspeed_zero2', 8, 1)
+    assert logged == ["memory estimate: strategy 'zero2' is deprecated, use 'deepspeed_zero2' "
+                      '(the name tools/train.py --strategy takes)']
+    args = ['--preset', 'llava-1.5-7b', '--gpus', '2', '--strategy']
+    old = _tool().main(args + ['zero3'])
+    assert old == _tool().main(args + ['deepspeed_zero3'])
+    assert '| deepspeed_zero3 |' in old and '| zero3 ' not in old
 
 
 def test_config_counts_equal_numel():
@@ -87,10 +105,10 @@ def test_strategy_ordering(trainable):
     p = _profile(trainable)
     for b in (1, 8):
         t = {s: M.estimate(p, s, 8, b)['total'] for s in M.STRATEGIES}
-        assert t['zero3'] < t['zero2'] < t['ddp']
-        assert t['fsdp'] == t['zero3']
+        assert t['deepspeed_zero3'] < t['deepspeed_zero2'] < t['ddp']
+        assert t['fsdp'] == t['deepspeed_zero3']
     one = {s: M.estimate(p, s, 1, 1)['total'] for s in M.STRATEGIES}
-    assert one['ddp'] == one['zero2'] == one['zero3']  # nothing to shard over 1 GPU
+    assert one['ddp'] == one['deepspeed_zero2'] == one['deepspeed_zero3']  # 1 GPU: no sharding
     e = M.estimate(p, 'ddp', 8, 1)
     assert e['weights'] == 2 * 10_000_000 and e['optim'] == 12 * trainable
 
@@ -118,7 +136,7 @@ def test_llava_sam_preset_counts():
     assert 7.0e9 < mllm < 7.1e9  # LLaVA-1.5-7B
     assert (p.hidden, p.layers, p.seq_len) == (4096, 32, 576 + 512)
     e = {s: M.estimate(p, s, 8, 1)['total_ckpt'] for s in M.STRATEGIES}
-    assert e['zero3'] < e['zero2'] < e['ddp']
+    assert e['deepspeed_zero3'] < e['deepspeed_zero2'] < e['ddp']
 
 
 def test_bad_preset_names():

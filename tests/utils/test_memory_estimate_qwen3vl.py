@@ -23,7 +23,7 @@ def test_qwen3_vl_8b_preset_counts():
     assert (p.hidden, p.intermediate, p.layers, p.vocab) == (h, i, layers, vocab)
     assert p.seq_len == 26 * 26 + 512 and by['mllm.vision'].tokens == 26 * 26 * 4
     e = {s: M.estimate(p, s, 8, 1)['total_ckpt'] for s in M.STRATEGIES}
-    assert e['zero3'] < e['zero2'] < e['ddp']
+    assert e['deepspeed_zero3'] < e['deepspeed_zero2'] < e['ddp']
 
 
 def test_qwen3_vl_8b_full_training_trains_llm_and_head_not_vision():

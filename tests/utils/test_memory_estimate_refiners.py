@@ -43,8 +43,8 @@ def test_cli_preset_with_a_transformers_refiner():
         'estimate_memory', ROOT / 'tools/analysis_tools/estimate_memory.py')
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    text = tool.main(['--preset', 'llava-1.5-7b+sam2.1-l', '--batch', '1', '--strategy', 'zero2',
-                      '--gpus', '8'])
+    text = tool.main(['--preset', 'llava-1.5-7b+sam2.1-l', '--batch', '1', '--strategy',
+                      'deepspeed_zero2', '--gpus', '8'])
     assert '| sam2.1-l.mask_decoder | 4,215,109 | 4,215,109 |' in text
     with pytest.raises(ValueError, match='sam3-tracker'):
         M.preset_profile('llava-1.5-7b+sam-2')

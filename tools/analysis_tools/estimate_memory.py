@@ -2,7 +2,7 @@
 FSDP. Assumptions and formulas: ``crseg/utils/memory_estimate.py``.
 
     python tools/analysis_tools/estimate_memory.py --preset llava-1.5-7b+sam-vit-h \\
-        --batch 1 8 --strategy ddp zero2 zero3 fsdp --gpus 8
+        --batch 1 8 --strategy ddp deepspeed_zero2 deepspeed_zero3 fsdp --gpus 8
     python tools/analysis_tools/estimate_memory.py CONFIG --batch 2 --gpus 2   # built model
 
 Presets: llava-1.5-7b, qwen2.5-vl-7b, qwen3-vl-8b, each optionally '+sam-vit-b|l|h', '+sam2.1-l' or
@@ -21,8 +21,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from crseg.utils.memory_estimate import (GiB, STRATEGIES, estimate,  # noqa: E402
-                                         module_profile, preset_profile,
+from crseg.utils.memory_estimate import (DEPRECATED_STRATEGIES, GiB,  # noqa: E402
+                                         STRATEGIES, estimate, module_profile,
+                                         preset_profile, strategy_name,
                                          train_flops_per_sample)
 
 
@@ -34,7 +35,9 @@ def parse_args(argv=None):
                    help='preset training regime (default: LoRA on the LLM)')
     p.add_argument('--lora-r', type=int, default=8)
     p.add_argument('--batch', type=int, nargs='+', default=[1], help='per-GPU batch sizes')
-    p.add_argument('--strategy', nargs='+', default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument('--strategy', nargs='+', default=list(STRATEGIES),
+                   choices=STRATEGIES + DEPRECATED_STRATEGIES,
+                   help='tools/train.py --strategy names (zero2 / zero3: deprecated)')
     p.add_argument('--gpus', type=int, default=8)
     p.add_argument('--text-len', type=int, default=512,
                    help='text tokens per sample (prompt + GLCoT response)')
@@ -50,6 +53,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if (args.config is None) == (args.preset is None):
         p.error('give exactly one of CONFIG and --preset')
+    args.strategy = [strategy_name(s) for s in args.strategy]  # zero2 -> deepspeed_zero2
     return args
 
 
@@ -92,7 +96,8 @@ def render(profile, args):
     lines += [''] + [f'- {n}' for n in profile.notes] + [
         f'- {args.gpus} GPU(s); 16-bit weights, 16-bit grads and fp32 AdamW states (12 B) '
         f'per trainable weight; {unit} per GPU; "ckpt" = with gradient checkpointing',
-        '- zero3/fsdp add 2 gathered 16-bit units; fsdp = zero3 when the model is loaded in '
+        '- deepspeed_zero3/fsdp add 2 gathered 16-bit units; fsdp = deepspeed_zero3 when the '
+        'model is loaded in '
         '16 bit (torch_dtype=bfloat16); an fp32-loaded model doubles its sharded weights', '',
         '| strategy | batch/GPU | weights | grads | optim | act | act (ckpt) | total | '
         'total (ckpt) |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|']

@@ -10,8 +10,9 @@
 #     (never on val),
 #   * random head subsets of the same size (ZS_RANDOM_SEEDS, one evaluation each),
 #   * the aggregator's existing per-sample choice (mode='top_heads', the same number of heads).
-# Data, the tiny model folder and the align stage are made first when missing (the same
-# commands as tools/demo.sh steps 1-3). Prints a markdown table; logs in $WORK.
+# Data and the tiny model folder are made first when missing by the same tool as tools/demo.sh's
+# (tools/misc/demo_steps.py prepare), then the align stage (demo.sh's step 3). Prints a markdown
+# table; logs in $WORK.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -30,27 +31,10 @@ START=$(date +%s)
 say() { echo "[zeroshot heads $(( $(date +%s) - START ))s] $*"; }
 mkdir -p "$WORK"
 
-if [ ! -f "$DATA/.complete" ]; then
-  say "generating SynthReason into $DATA"
-  rm -rf "$DATA"
-  $PY tools/dataset_converters/synthreason.py --out "$DATA" --num-train 2000 --num-val 200 \
-      --seed 0 --workers 2
-  touch "$DATA/.complete"
-fi
-if [ ! -f "$MLLM/model.safetensors" ]; then
-  say "building the tiny LLaVA folder $MLLM"
-  $PY - "$DATA/train" "$MLLM" <<'PYEOF'
-import sys
-sys.path.insert(0, 'tools/misc')
-from make_tiny_mllm import load_corpus
-from crseg.glcot import GLCOT_INSTRUCTION, PLAIN_INSTRUCTION
-from crseg.testing import build_tiny_llava
-texts = load_corpus(sys.argv[1]) + [GLCOT_INSTRUCTION, PLAIN_INSTRUCTION] * 50
-build_tiny_llava(sys.argv[2], texts, image_size=160, patch=16, vocab_size=1024, seed=0)
-PYEOF
-fi
+say "data and the tiny LLaVA (made when missing): $DATA, $MLLM"
+$PY tools/misc/demo_steps.py prepare --data "$DATA" --mllm "$MLLM"
 opts=(data_root="$DATA" test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
-last_ckpt() { $PY -c "import sys; print(open(sys.argv[1]).read().strip())" "$1/last_checkpoint"; }
+last_ckpt() { cat "$1/last_checkpoint"; }
 
 CKPT=${ZS_ALIGN_CKPT:-}
 if [ -z "$CKPT" ]; then

@@ -16,13 +16,12 @@
 loads back with ``from_pretrained`` offline; use it as ``pretrained=`` of the adapters.
 """
 import argparse
-import glob
-import json
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 
+from crseg.testing.corpus import load_corpus  # noqa (shared with tools/misc/demo_steps.py)
 from crseg.testing.tiny_llava_onevision import build_tiny_llava_onevision  # noqa
 from crseg.testing.tiny_mllm import build_tiny_llava, build_tiny_qwen2vl  # noqa
 from crseg.testing.tiny_internvl import build_tiny_internvl  # noqa
@@ -41,41 +40,6 @@ def _tiny_llava_onevision(out, texts, heads, **common):
 
 
 BUILDERS['llava_onevision'] = _tiny_llava_onevision
-
-
-def read_json(path: str) -> dict:
-    """ReasonSeg JSONs are UTF-8, with a cp1252 fallback (as the dataset reader)."""
-    with open(path, 'rb') as f:
-        raw = f.read()
-    try:
-        return json.loads(raw.decode('utf-8'))
-    except UnicodeDecodeError:
-        return json.loads(raw.decode('cp1252'))
-
-
-def load_corpus(path: str) -> list:
-    """All query and GLCoT strings of a ReasonSeg folder, or the lines of a .txt file."""
-    if osp.isdir(path):
-        texts = []
-        files = sorted(glob.glob(osp.join(path, '**', '*.json'), recursive=True))
-        for file in files:
-            data = read_json(file)
-            if not isinstance(data, dict):
-                raise ValueError(f'{file}: expected a JSON object, got {type(data).__name__}')
-            texts += [t for t in data.get('text', []) if isinstance(t, str)]
-            for entry in data.get('glcot', []) or []:
-                if isinstance(entry, dict):
-                    texts += [v for v in entry.values() if isinstance(v, str)]
-        if not texts:
-            raise ValueError(f'--corpus {path}: no text found in {len(files)} JSON files')
-        return texts
-    if osp.isfile(path):
-        with open(path, encoding='utf-8') as f:
-            texts = [line.strip() for line in f if line.strip()]
-        if not texts:
-            raise ValueError(f'--corpus {path}: empty text file')
-        return texts
-    raise FileNotFoundError(f'--corpus {path}: no such file or folder')
 
 
 def parse_args(argv=None):

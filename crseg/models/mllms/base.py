@@ -3,17 +3,18 @@
 Call graph::
 
     build_inputs(images, prompts, responses?, answer_spans?, rows)  -> MLLMBatch
-        _encode_sample: chat template -> [prefix(+image tokens) | query | suffix | response | eos]
-        _image_grid (family)  -> ImageTokenLayout(positions, grid)
+        encode_sample: chat_text -> [prefix(+image tokens) | query | suffix | response | eos]
+            encode_prefix (processor), image_layout -> image_grid   (family hooks)
+        batching.collate: padding, indices shifted into the batch
     forward(batch, capture?)  -> {'loss_lm', 'attn_maps', 'row_attn'}
         hf_model(**model_inputs) inside ``with capture`` (EAP attention on the language model)
     generate(images, prompts, capture?) -> [GenerationResult]
         hf_model.generate(...) inside ``with capture`` ('decode' mode: one row per step)
 
-A family (LLaVA, Qwen2-VL, ...) only provides the HF classes and the image grid; see
-``llava.py`` / ``qwen2_vl.py``.
+A family (LLaVA, Qwen2-VL, ...) provides the HF classes and the image grid and overrides only
+the hooks listed in :class:`BaseMLLMAdapter`; see ``llava.py`` / ``qwen2_vl.py``. The data
+structures and padding are in :mod:`.batching`, generation's helpers in :mod:`.generation`.
 """
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
@@ -25,27 +26,30 @@ from torch import Tensor
 
 from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
 from ..eap.rows import decode_lag
-from .batching import ImageTokenLayout, MLLMBatch, encode_batch
+from .batching import ImageTokenLayout, MLLMBatch
+from .encoding import EncodingMixin
+from .generation import GenerationResult, decode_with_spans, greedy_kwargs, kept_tokens
 from .geometry import ImageGeometry
 
 
-@dataclass
-class GenerationResult:
-    """One generated response.
-
-    ``token_char_spans[k]`` is the char span of generated token k in ``text``;
-    ``row_attn[k]`` ([L*H, h, w]) is the attention of token k's query row to the image keys
-    (row semantics follow the capture's ``rows``: 'pre_answer' = the row that predicted token k,
-    otherwise the row where token k is the input).
-    """
-    text: str
-    token_ids: List[int]
-    token_char_spans: List[Tuple[int, int]]
-    row_attn: Optional[Tensor] = None
-
-
-class BaseMLLMAdapter(BaseModule):
+class BaseMLLMAdapter(EncodingMixin, BaseModule):
     """Wraps a HF image-text-to-text model for CR-Seg.
+
+    Family hooks (override in a subclass; the base encodes, runs and generates with them):
+
+    * ``model_class(hf_config, pretrained)`` -> HF model class (required);
+    * ``build_config(config)`` -> HF config object from the ``config=`` dict (required);
+    * ``image_grid(encoded, index)`` -> (h, w) LLM token grid of an image (required);
+    * ``image_geometry(height, width)`` -> [ImageGeometry] (required; :mod:`.geometry`);
+    * ``chat_text(prompt)`` -> the prompt in the chat template (default: the processor's);
+    * ``encode_prefix(text, image)`` -> the processor's output for the templated text before
+      the query, with the image (default: ``processor(text, images)``, channels-last);
+    * ``image_token_id`` -> the placeholder id whose positions are the image tokens (default:
+      the HF config's); ``vision_token_ids`` -> every marker id a query or response must not
+      contain (default: ``image_token_id`` + the config's ``VISION_TOKEN_FIELDS``);
+    * ``image_layout(ids, encoded, index)`` -> ImageTokenLayout (default: the positions of
+      ``image_token_id``, which must be as many as ``image_grid`` cells);
+    * ``max_context`` -> the context length (default: the text config's).
 
     Args:
         pretrained: local folder or hub id for ``from_pretrained`` (model and, unless
@@ -196,27 +200,6 @@ class BaseMLLMAdapter(BaseModule):
             self.hf_model.eval()  # fully frozen: keep dropout etc. in eval mode
         return self
 
-    # ------------------------------------------------------------ inputs
-    def chat_text(self, prompt: str) -> str:
-        """The prompt in the model's chat template, with the generation prompt."""
-        msgs = [{'role': 'user', 'content': [{'type': 'image'},
-                                             {'type': 'text', 'text': prompt}]}]
-        return self.processor.apply_chat_template(msgs, tokenize=False,
-                                                  add_generation_prompt=True)
-
-    def build_inputs(self, images: List[np.ndarray], prompts: List[str],
-                     responses: Optional[List[str]] = None,
-                     answer_spans: Optional[List[Tuple[int, int]]] = None,
-                     rows: str = 'answer', reserve_tokens: int = 0) -> MLLMBatch:
-        """Tokenize a batch (one RGB uint8 HxWx3 image per sample); see module docstring.
-
-        With ``responses`` the batch is right-padded and labelled for training, otherwise
-        left-padded for generation. ``answer_spans`` are char spans inside each response.
-        ``reserve_tokens``: context kept free for generated tokens when a prompt is cut.
-        """
-        return encode_batch(self, images, prompts, responses, answer_spans, rows,
-                            reserve_tokens)
-
     # ------------------------------------------------------------ forward / generate
     def _require_capture(self):
         if not self.can_capture:
@@ -278,14 +261,8 @@ class BaseMLLMAdapter(BaseModule):
         n_new = max_new_tokens or self.max_new_tokens
         extra = 0 if capture is None else decode_lag(capture.rows)
         batch = self.build_inputs(images, prompts, reserve_tokens=n_new + extra)
-        gen_kwargs = dict(max_new_tokens=n_new + extra, do_sample=False,
-                          pad_token_id=self.tokenizer.pad_token_id,
-                          eos_token_id=self.tokenizer.eos_token_id)
-        gen_kwargs.update(generation_kwargs or {})
-        if capture is not None and (gen_kwargs.get('num_beams', 1) > 1
-                                    or gen_kwargs.get('do_sample')):
-            raise ValueError('generate: a capture needs greedy decoding (num_beams=1, '
-                             f'do_sample=False), got {generation_kwargs}')
+        gen_kwargs = greedy_kwargs(self.tokenizer, n_new + extra, generation_kwargs,
+                                   capture is not None)
         if capture is not None:
             self._require_capture()
             capture.start(self.num_layers, self.num_heads, 'decode',
@@ -298,11 +275,8 @@ class BaseMLLMAdapter(BaseModule):
         prompt_len = batch.model_inputs['input_ids'].shape[1]
         results = []
         for b, seq in enumerate(seqs[:, prompt_len:].tolist()):
-            ids = []
-            for t in seq[:n_new]:
-                if t in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id):
-                    break
-                ids.append(t)
+            ids = kept_tokens(seq, n_new, (self.tokenizer.eos_token_id,
+                                           self.tokenizer.pad_token_id))
             text, spans = self._decode_with_spans(ids)
             row_attn = None
             if capture is not None:
@@ -312,13 +286,7 @@ class BaseMLLMAdapter(BaseModule):
         return results
 
     def _decode_with_spans(self, ids: List[int]):
-        spans, prev = [], ''
-        for k in range(len(ids)):
-            cur = self.tokenizer.decode(ids[:k + 1], skip_special_tokens=True)
-            start = min(len(prev), len(cur))
-            spans.append((start, len(cur)))
-            prev = cur
-        return prev, spans
+        return decode_with_spans(self.tokenizer, ids)
 
 
 __all__ = ['BaseMLLMAdapter', 'MLLMBatch', 'ImageTokenLayout', 'GenerationResult',

@@ -1,29 +1,22 @@
-"""Turn (image, prompt[, response, answer span]) samples into an :class:`MLLMBatch`.
+"""The data of an encoded MLLM batch and the pure helpers that build and pad it.
 
-Each sample's sequence is ``[prefix | query | suffix | response | eos]``: the chat-templated
-prompt is split around the user's query text; the prefix goes through the family's processor
-(which expands the image placeholder into the image tokens; images are passed as channels-last
-explicitly, so a 1-3 px high image is never read as channels-first), the other parts through
-the tokenizer. This keeps the query cut-able: a sequence longer than the model context loses
-query tokens first, then response tokens from the end (never image or template tokens), with a
-warning naming how many were cut. For generation, ``reserve_tokens`` (the adapter passes its
-``max_new_tokens``) are kept free for the response, and the warning says so.
+The adapter encodes (:meth:`BaseMLLMAdapter.encode_sample` per sample,
+:meth:`BaseMLLMAdapter.build_inputs` per batch, through its family hooks); this module knows no
+adapter. Each sample's sequence is ``[prefix | query | suffix | response | eos]``: the
+chat-templated prompt is split around the user's query text (:func:`split_prompt`); the prefix
+goes through the family's processor (which expands the image placeholder into the image tokens),
+the other parts through the tokenizer. This keeps the query cut-able: a sequence longer than the
+model context loses query tokens first, then response tokens from the end (never image or
+template tokens), with a warning naming how many were cut (:func:`fit_context`). For generation,
+``reserve`` tokens (the adapter's ``max_new_tokens``) are kept free for the response.
 
-A query (or response) that contains the model's image / vision marker tokens (``<image>`` for
-LLaVA, ``<|image_pad|>``, ``<|vision_start|>`` ... for Qwen2-VL) is refused with an error naming
-the sample and the text: the model would read them as image placeholders.
-
-Padding: right with responses (training), left without (generation). Every per-sample index
-(image-token positions, query rows, response spans) is shifted into the padded batch, so a
-sample's rows are the same whichever batch it is in. Which rows is the ``rows`` option, defined
-in :mod:`crseg.models.eap.rows`.
-
-What encoding needs from an adapter: ``processor``, ``tokenizer``, ``chat_text(prompt)``,
-``image_grid(encoded, index)``, ``max_context``, ``image_token_id``, ``answer_token_weight``,
-``hf_model`` (its dtype and config's vision token ids).
+Padding (:func:`collate`): right with responses (training), left without (generation). Every
+per-sample index (image-token positions, query rows, response spans) is shifted into the padded
+batch, so a sample's rows are the same whichever batch it is in. Which rows is the ``rows``
+option, defined in :mod:`crseg.models.eap.rows`.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -45,6 +38,25 @@ class ImageTokenLayout:
 
 
 @dataclass
+class EncodedSample:
+    """One encoded sample before padding (indices are into its own sequence ``ids``).
+
+    ``per_token``: the processor's outputs with one value per token (attention mask, ...),
+    already extended over the text appended after the prefix; ``images``: its other tensors
+    (pixel values, grids); ``labels`` / ``weights``: only with a response; ``rows``: the EAP
+    query rows; ``response_span``: [start, end) of the response tokens.
+    """
+    ids: Tensor
+    per_token: dict
+    images: dict
+    layout: ImageTokenLayout
+    rows: Tensor
+    response_span: Tuple[int, int]
+    labels: Optional[Tensor] = None
+    weights: Optional[Tensor] = None
+
+
+@dataclass
 class MLLMBatch:
     """Model-ready inputs plus the bookkeeping EAP needs (see module docstring)."""
     model_inputs: dict
@@ -55,35 +67,35 @@ class MLLMBatch:
     response_spans: List[Tuple[int, int]] = field(default_factory=list)
 
 
-def _split_prompt(full: str, prompt: str) -> Tuple[str, str, str]:
+def check_batch(images: Sequence, prompts: Sequence, responses: Optional[Sequence],
+                answer_spans: Optional[Sequence], rows: str) -> None:
+    """Matching lengths and a known ``rows`` mode, or a ``ValueError`` naming them."""
+    check_row_mode(rows, 'build_inputs')
+    if len(images) != len(prompts):
+        raise ValueError(f'build_inputs: {len(images)} images but {len(prompts)} prompts')
+    for name, seq in (('responses', responses), ('answer_spans', answer_spans)):
+        if seq is not None and len(seq) != len(prompts):
+            raise ValueError(f'build_inputs: {len(seq)} {name} for {len(prompts)} prompts')
+
+
+def check_image(image, index: int) -> None:
+    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError(f'build_inputs: image {index} must be an HxWx3 uint8 RGB array, got '
+                         f'{type(image).__name__} {getattr(image, "shape", None)}')
+
+
+def split_prompt(full: str, prompt: str) -> Tuple[str, str, str]:
+    """(prefix, query, suffix) of a chat-templated ``full`` text around the last ``prompt``."""
     start = full.rfind(prompt) if prompt else -1
     if start < 0:
         return full, '', ''
     return full[:start], prompt, full[start + len(prompt):]
 
 
-def vision_token_ids(adapter) -> List[int]:
-    """Ids of the image / video / vision marker tokens of the adapter's model."""
-    cfg = adapter.hf_model.config
-    ids = {adapter.image_token_id}
-    ids |= {getattr(cfg, k) for k in VISION_TOKEN_FIELDS if getattr(cfg, k, None) is not None}
-    return sorted(i for i in ids if isinstance(i, int) and i >= 0)
-
-
-def _refuse_vision_tokens(adapter, ids: List[int], text: str, what: str, index: int) -> None:
-    found = sorted(set(ids) & set(vision_token_ids(adapter)))
-    if found:
-        names = adapter.tokenizer.convert_ids_to_tokens(found)
-        raise ValueError(
-            f'build_inputs: sample {index}: the {what} contains the image token(s) {names}, '
-            f'which the model reads as image placeholders; remove them from the {what} '
-            f'({text!r})')
-
-
-def _fit_context(adapter, n_fixed: int, ids_q: list, ids_r: list, offs: list,
-                 reserve: int, index: int):
+def fit_context(max_context: int, n_fixed: int, ids_q: list, ids_r: list, offs: list,
+                reserve: int, index: int):
     """Cut query, then response tokens so that the sequence (+ ``reserve``) fits the context."""
-    excess = n_fixed + len(ids_q) + len(ids_r) + reserve - adapter.max_context
+    excess = n_fixed + len(ids_q) + len(ids_r) + reserve - max_context
     if excess <= 0:
         return ids_q, ids_r, offs
     cut_q = min(excess, len(ids_q))
@@ -92,120 +104,83 @@ def _fit_context(adapter, n_fixed: int, ids_q: list, ids_r: list, offs: list,
         need = f' + max_new_tokens ({reserve})' if reserve else ''
         raise ValueError(
             f'build_inputs: sample {index}: image + template tokens ({n_fixed}){need} alone '
-            f'exceed the model context ({adapter.max_context}); image tokens are never cut'
+            f'exceed the model context ({max_context}); image tokens are never cut'
             + ('; lower max_new_tokens' if reserve else ''))
     room = f' with {reserve} tokens kept free for the response (max_new_tokens)' \
         if reserve else ''
     print_log(f'build_inputs: sample {index} exceeds the model context '
-              f'{adapter.max_context}{room}: cut {cut_q} query tokens and {cut_r} response '
+              f'{max_context}{room}: cut {cut_q} query tokens and {cut_r} response '
               'tokens', logger='current', level=30)
     return (ids_q[:len(ids_q) - cut_q], ids_r[:len(ids_r) - cut_r], offs[:len(offs) - cut_r])
 
 
-def _encode_sample(adapter, image: np.ndarray, prompt: str, response: Optional[str],
-                   span: Optional[Tuple[int, int]], rows: str, index: int,
-                   reserve: int) -> dict:
-    if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3):
-        raise ValueError(f'build_inputs: image {index} must be an HxWx3 uint8 RGB array, got '
-                         f'{type(image).__name__} {getattr(image, "shape", None)}')
-    tok = adapter.tokenizer
-    pre, query, post = _split_prompt(adapter.chat_text(prompt), prompt)
-    enc = adapter.processor(text=[pre], images=[image], return_tensors='pt',
-                            input_data_format='channels_last')
-    ids_pre = enc['input_ids'][0].tolist()
-    ids_q = tok(query, add_special_tokens=False)['input_ids'] if query else []
-    _refuse_vision_tokens(adapter, ids_q, prompt, 'query', index)
-    ids_post = tok(post, add_special_tokens=False)['input_ids'] if post else []
-    ids_r, offs, tail = [], [], []
-    if response is not None:
-        r = tok(response, add_special_tokens=False, return_offsets_mapping=True)
-        ids_r, offs = list(r['input_ids']), [tuple(o) for o in r['offset_mapping']]
-        _refuse_vision_tokens(adapter, ids_r, response, 'response', index)
-        tail = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    ids_q, ids_r, offs = _fit_context(adapter, len(ids_pre) + len(ids_post) + len(tail),
-                                      ids_q, ids_r, offs, reserve, index)
-    ids = ids_pre + ids_q + ids_post + ids_r + tail
-    n_prompt = len(ids) - len(ids_r) - len(tail)
-    per_token = {k: v[0] for k, v in enc.items()
+def split_processor_output(encoded: dict, n_ids: int) -> Tuple[dict, dict]:
+    """(per_token, images) of a processor output for the prefix, its per-token tensors
+    extended to ``n_ids`` tokens (attention mask 1, others 0)."""
+    n_pre = encoded['input_ids'].shape[1]
+    per_token = {k: v[0] for k, v in encoded.items()
                  if k != 'input_ids' and torch.is_tensor(v) and v.dim() == 2
-                 and v.shape == enc['input_ids'].shape}
+                 and v.shape == encoded['input_ids'].shape}
     for k, v in per_token.items():
         fill = 1 if k == 'attention_mask' else 0
-        per_token[k] = torch.cat([v, v.new_full((len(ids) - len(ids_pre),), fill)])
-    images = {k: v for k, v in enc.items() if k not in per_token and k != 'input_ids'}
+        per_token[k] = torch.cat([v, v.new_full((n_ids - n_pre,), fill)])
+    images = {k: v for k, v in encoded.items() if k not in per_token and k != 'input_ids'}
+    return per_token, images
 
-    ids_t = torch.tensor(ids, dtype=torch.long)
-    positions = (ids_t == adapter.image_token_id).nonzero()[:, 0]
-    grid = tuple(int(g) for g in adapter.image_grid(enc, 0))
-    if positions.numel() != grid[0] * grid[1]:
-        raise ValueError(f'build_inputs: sample {index}: {positions.numel()} image tokens in '
-                         f'the sequence but the image grid is {grid[0]}x{grid[1]} = '
-                         f'{grid[0] * grid[1]}')
-    labels = weights = None
-    if response is not None:
-        labels = torch.full((len(ids),), -100, dtype=torch.long)
-        labels[n_prompt:] = ids_t[n_prompt:]
-        weights = torch.zeros(len(ids))
-        weights[n_prompt:] = 1.0
-        ans = (list(range(len(ids_r))) if span is None else answer_token_indices(offs, span))
-        weights[torch.tensor(ans, dtype=torch.long) + n_prompt] = adapter.answer_token_weight
-        sel = teacher_forced_rows(rows, n_prompt, len(ids_r), ans)
-        if sel.numel() == 0:
-            print_log(f'build_inputs: sample {index}: answer span {span} covers no token of '
-                      f'the response; falling back to the last prompt row', logger='current',
-                      level=30)
-            sel = torch.tensor([n_prompt - 1])
-    else:
+
+def response_targets(ids: Tensor, n_prompt: int, offs: list, span: Optional[Tuple[int, int]],
+                     rows: str, answer_weight: float, index: int):
+    """(labels, weights, query rows) of a sample with a response starting at ``n_prompt``.
+
+    ``span``: the answer's char span in the response (None: the whole response); answer tokens
+    weigh ``answer_weight`` in the LM loss, other response tokens 1. An answer span covering no
+    token falls back to the last prompt row (logged)."""
+    n_resp = len(offs)
+    labels = torch.full((len(ids),), -100, dtype=torch.long)
+    labels[n_prompt:] = ids[n_prompt:]
+    weights = torch.zeros(len(ids))
+    weights[n_prompt:] = 1.0
+    ans = list(range(n_resp)) if span is None else answer_token_indices(offs, span)
+    weights[torch.tensor(ans, dtype=torch.long) + n_prompt] = answer_weight
+    sel = teacher_forced_rows(rows, n_prompt, n_resp, ans)
+    if sel.numel() == 0:
+        print_log(f'build_inputs: sample {index}: answer span {span} covers no token of '
+                  f'the response; falling back to the last prompt row', logger='current',
+                  level=30)
         sel = torch.tensor([n_prompt - 1])
-    return dict(ids=ids_t, per_token=per_token, images=images, positions=positions,
-                grid=grid, labels=labels, weights=weights, rows=sel,
-                response_span=(n_prompt, n_prompt + len(ids_r)))
+    return labels, weights, sel
 
 
-def encode_batch(adapter, images: List[np.ndarray], prompts: List[str],
-                 responses: Optional[List[str]] = None,
-                 answer_spans: Optional[List[Tuple[int, int]]] = None,
-                 rows: str = 'answer', reserve_tokens: int = 0) -> MLLMBatch:
-    """See module docstring; returns ``MLLMBatch`` (right-padded with responses, else left)."""
-    check_row_mode(rows, 'build_inputs')
-    if len(images) != len(prompts):
-        raise ValueError(f'build_inputs: {len(images)} images but {len(prompts)} prompts')
-    for name, seq in (('responses', responses), ('answer_spans', answer_spans)):
-        if seq is not None and len(seq) != len(prompts):
-            raise ValueError(f'build_inputs: {len(seq)} {name} for {len(prompts)} prompts')
-    samples = [
-        _encode_sample(adapter, img, p, None if responses is None else responses[i],
-                       None if answer_spans is None else answer_spans[i], rows, i,
-                       reserve_tokens)
-        for i, (img, p) in enumerate(zip(images, prompts))]
-    length = max(len(s['ids']) for s in samples)
-    left = responses is None
-    pad_id = adapter.tokenizer.pad_token_id
+def collate(samples: List[EncodedSample], left: bool, pad_id: int, device,
+            float_dtype: torch.dtype) -> MLLMBatch:
+    """Pad encoded samples into one batch (``left`` for generation) on ``device``; floating
+    image tensors take ``float_dtype`` (the model's)."""
+    length = max(len(s.ids) for s in samples)
 
     def pad(t, value):
-        n = length - len(t)
-        fill = t.new_full((n,), value)
+        fill = t.new_full((length - len(t),), value)
         return torch.cat([fill, t] if left else [t, fill])
 
-    device = adapter.hf_model.device  # the processor works on the CPU; the model may not
-    inputs = {'input_ids': torch.stack([pad(s['ids'], pad_id) for s in samples])}
-    for k in samples[0]['per_token']:
-        inputs[k] = torch.stack([pad(s['per_token'][k], 0) for s in samples])
-    for k in samples[0]['images']:
-        v = torch.cat([s['images'][k] for s in samples])
-        inputs[k] = v.to(adapter.hf_model.dtype) if v.is_floating_point() else v
+    inputs = {'input_ids': torch.stack([pad(s.ids, pad_id) for s in samples])}
+    for k in samples[0].per_token:
+        inputs[k] = torch.stack([pad(s.per_token[k], 0) for s in samples])
+    for k in samples[0].images:
+        v = torch.cat([s.images[k] for s in samples])
+        inputs[k] = v.to(float_dtype) if v.is_floating_point() else v
     inputs = {k: v.to(device) for k, v in inputs.items()}
     layouts, query_rows, spans = [], [], []
     for s in samples:
-        shift = length - len(s['ids']) if left else 0
-        layouts.append(ImageTokenLayout(s['positions'] + shift, s['grid']))
-        query_rows.append(s['rows'] + shift)
-        spans.append((s['response_span'][0] + shift, s['response_span'][1] + shift))
+        shift = length - len(s.ids) if left else 0
+        layouts.append(ImageTokenLayout(s.layout.positions + shift, s.layout.grid))
+        query_rows.append(s.rows + shift)
+        spans.append((s.response_span[0] + shift, s.response_span[1] + shift))
     labels = weights = None
-    if responses is not None:
-        labels = torch.stack([pad(s['labels'], -100) for s in samples]).to(device)
-        weights = torch.stack([pad(s['weights'], 0.0) for s in samples]).to(device)
+    if samples[0].labels is not None:
+        labels = torch.stack([pad(s.labels, -100) for s in samples]).to(device)
+        weights = torch.stack([pad(s.weights, 0.0) for s in samples]).to(device)
     return MLLMBatch(inputs, labels, layouts, query_rows, weights, spans)
 
 
-__all__ = ['encode_batch', 'ImageTokenLayout', 'MLLMBatch', 'vision_token_ids']
+__all__ = ['EncodedSample', 'ImageTokenLayout', 'MLLMBatch', 'VISION_TOKEN_FIELDS', 'check_batch',
+           'check_image', 'collate', 'fit_context', 'response_targets', 'split_processor_output',
+           'split_prompt']

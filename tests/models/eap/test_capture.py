@@ -29,15 +29,15 @@ def _eager_rows(atts, b, rows, positions, layers, heads):
 
 
 @pytest.fixture(params=['llava', 'qwen'])
-def adapter(request, tiny_llava_dir, tiny_qwen_dir):
+def adapter(request, adapter_llava_dir, adapter_qwen2vl_dir):
     if request.param == 'llava':
-        return LlavaAdapter(pretrained=tiny_llava_dir).eval()
-    return Qwen2VLAdapter(pretrained=tiny_qwen_dir).eval()
+        return LlavaAdapter(pretrained=adapter_llava_dir).eval()
+    return Qwen2VLAdapter(pretrained=adapter_qwen2vl_dir).eval()
 
 
 @pytest.mark.parametrize('rows', ['answer', 'pre_answer', 'response'])
-def test_capture_equals_eager(adapter, images, rows):
-    batch = adapter.build_inputs(images, PROMPTS, RESPONSES, SPANS, rows=rows)
+def test_capture_equals_eager(adapter, adapter_images, rows):
+    batch = adapter.build_inputs(adapter_images, PROMPTS, RESPONSES, SPANS, rows=rows)
     cap = EAPCapture(layers='all', heads='all', rows=rows)
     with torch.no_grad():
         out = adapter.forward(batch, cap)
@@ -53,8 +53,8 @@ def test_capture_equals_eager(adapter, images, rows):
         assert ref.abs().sum() > 0  # the comparison is not vacuous
 
 
-def test_selection_and_head_weights(adapter, images):
-    batch = adapter.build_inputs(images, PROMPTS, RESPONSES, SPANS, rows='answer')
+def test_selection_and_head_weights(adapter, adapter_images):
+    batch = adapter.build_inputs(adapter_images, PROMPTS, RESPONSES, SPANS, rows='answer')
     weights = [[0.5, 2.0], [1.0, 3.0]]
     cap = EAPCapture(layers=[0, -1], heads=[1, 3], head_weights=weights)
     assert cap.num_channels(adapter.num_layers, adapter.num_heads) == 4
@@ -69,11 +69,11 @@ def test_selection_and_head_weights(adapter, images):
 
 
 @pytest.mark.parametrize('rows', ['answer', 'pre_answer'])
-def test_generate_rows_equal_eager(adapter, images, rows):
+def test_generate_rows_equal_eager(adapter, adapter_images, rows):
     """Rows recorded while decoding with a kv cache == eager rows on the final sequence."""
-    res = adapter.generate(images, ['where is the cup?', 'x'],
+    res = adapter.generate(adapter_images, ['where is the cup?', 'x'],
                            capture=EAPCapture(layers=[0, -1], rows=rows), max_new_tokens=5)
-    batch = adapter.build_inputs(images, ['where is the cup?', 'x'])
+    batch = adapter.build_inputs(adapter_images, ['where is the cup?', 'x'])
     ids = batch.model_inputs['input_ids']
     gen = torch.full((2, 5), adapter.tokenizer.pad_token_id)
     for b, r in enumerate(res):
@@ -99,9 +99,9 @@ def test_generate_rows_equal_eager(adapter, images, rows):
     assert checked > 0
 
 
-def test_training_gradients_reach_llm(adapter, images):
+def test_training_gradients_reach_llm(adapter, adapter_images):
     adapter.train()
-    batch = adapter.build_inputs(images, PROMPTS, RESPONSES, SPANS, rows='answer')
+    batch = adapter.build_inputs(adapter_images, PROMPTS, RESPONSES, SPANS, rows='answer')
     out = adapter.forward(batch, EAPCapture(layers=[-1]))
     assert torch.isfinite(out['loss_lm'])
     adapter.hf_model.zero_grad()

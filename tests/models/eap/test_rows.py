@@ -25,15 +25,15 @@ def test_row_modes():
         decode_lag('bogus')
 
 
-def test_training_and_generation_pick_the_same_answer_tokens(tiny_llava_dir, images):
+def test_training_and_generation_pick_the_same_answer_tokens(adapter_llava_dir, adapter_images):
     """The same response: its answer tokens from the tokenizer's offsets (training) and from
     the decoded spans of the same ids (generation) are the same tokens."""
-    adapter = LlavaAdapter(pretrained=tiny_llava_dir)
+    adapter = LlavaAdapter(pretrained=adapter_llava_dir)
     glcot = GLCoT()
     text, span = glcot.build_target({'global': 'a kitchen with a table.',
                                      'local': 'a red cup near the window.',
                                      'answer': 'the red cup'})
-    batch = adapter.build_inputs(images[:1], ['q'], [text], [span], rows='answer')
+    batch = adapter.build_inputs(adapter_images[:1], ['q'], [text], [span], rows='answer')
     r0, r1 = batch.response_spans[0]
     ids = batch.model_inputs['input_ids'][0, r0:r1].tolist()
     train_idx = (batch.query_rows[0] - r0).tolist()

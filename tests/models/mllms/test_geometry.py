@@ -18,18 +18,18 @@ SHAPES = {'square': (150, 150), 'landscape': (120, 300), 'portrait': (260, 110)}
 
 
 @pytest.fixture(scope='module')
-def llava(tiny_llava_dir):
-    return LlavaAdapter(pretrained=tiny_llava_dir)
+def llava(adapter_llava_dir):
+    return LlavaAdapter(pretrained=adapter_llava_dir)
 
 
 @pytest.fixture(scope='module')
-def llava_pad(tiny_llava_dir):
-    return LlavaAdapter(pretrained=tiny_llava_dir, image_aspect='pad')
+def llava_pad(adapter_llava_dir):
+    return LlavaAdapter(pretrained=adapter_llava_dir, image_aspect='pad')
 
 
 @pytest.fixture(scope='module')
-def qwen(tiny_qwen_dir):
-    return Qwen2VLAdapter(pretrained=tiny_qwen_dir)
+def qwen(adapter_qwen2vl_dir):
+    return Qwen2VLAdapter(pretrained=adapter_qwen2vl_dir)
 
 
 def token_colours(adapter, image: np.ndarray) -> torch.Tensor:

@@ -277,12 +277,12 @@ def test_crseg_loss_and_predict(repo_root, tiny_dir, tiny_sam_arch):
     assert w == 3 * h
 
 
-def test_bad_input(tiny_dir, tiny_llava_dir, tiled, monkeypatch):
+def test_bad_input(tiny_dir, adapter_llava_dir, tiled, monkeypatch):
     with pytest.raises(ValueError, match=r"'llava'.*'internvl'"):
-        InternVLAdapter(pretrained=tiny_llava_dir)
+        InternVLAdapter(pretrained=adapter_llava_dir)
     cfg = tiled.hf_model.config.to_dict()
     with pytest.raises(ValueError, match='LlavaProcessor.*InternVLProcessor'):
-        InternVLAdapter(config=cfg, processor=tiny_llava_dir)
+        InternVLAdapter(config=cfg, processor=adapter_llava_dir)
     with pytest.raises(ValueError, match="tiles images.*tiles='none'"):
         InternVLAdapter(pretrained=tiny_dir, tiles='none')
     with pytest.raises(ValueError, match="does not tile.*tiles='thumbnail'"):

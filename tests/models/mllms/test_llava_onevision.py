@@ -110,7 +110,7 @@ def test_cli_builds_a_folder_that_loads_back(tmp_path):
     assert out['attn_maps'][0].shape == (2, 4, 4)  # the base image: 32 px / 8 px patches
 
 
-def test_round_trip_and_registry(ov_dir, images):
+def test_round_trip_and_registry(ov_dir, adapter_images):
     adapter = MODELS.build(dict(type='LlavaOnevisionAdapter', pretrained=ov_dir))
     assert isinstance(adapter, LlavaOnevisionAdapter) and adapter.tiles == 'assemble'
     assert (adapter.num_layers, adapter.num_heads) == (3, 4)
@@ -260,9 +260,9 @@ def _eager_rows(atts, b, rows, positions, layers):
 
 
 @pytest.mark.parametrize('tiles', ['assemble', 'base'])
-def test_capture_equals_eager_on_answer_rows(ov_dir, images, tiles):
+def test_capture_equals_eager_on_answer_rows(ov_dir, adapter_images, tiles):
     adapter = LlavaOnevisionAdapter(pretrained=ov_dir, tiles=tiles).eval()
-    batch = adapter.build_inputs(images, PROMPTS, RESPONSES, SPANS, rows='answer')
+    batch = adapter.build_inputs(adapter_images, PROMPTS, RESPONSES, SPANS, rows='answer')
     assert batch.model_inputs['pixel_values'].dim() == 4  # tiles of both samples, no padding
     with torch.no_grad():
         out = adapter.forward(batch, EAPCapture(rows='answer'))
@@ -278,9 +278,9 @@ def test_capture_equals_eager_on_answer_rows(ov_dir, images, tiles):
         assert ref.abs().sum() > 0
 
 
-def test_batch_equals_single_samples(ov, images):
+def test_batch_equals_single_samples(ov, adapter_images):
     """Samples with different tile counts share a batch (tiles concatenated, no padding)."""
-    imgs = [images[0], _ramp(30, 64)]
+    imgs = [adapter_images[0], _ramp(30, 64)]
     batch = ov.build_inputs(imgs, PROMPTS, RESPONSES, SPANS)
     n_tiles = [1 + np.prod(ov.anyres_layout(*im.shape[:2]).tiles) for im in imgs]
     assert n_tiles == [5, 3]
@@ -294,16 +294,16 @@ def test_batch_equals_single_samples(ov, images):
             torch.testing.assert_close(both[b], alone, atol=1e-5, rtol=1e-4)
 
 
-def test_generate_one_row_per_step_without_extra_forward(ov, images):
+def test_generate_one_row_per_step_without_extra_forward(ov, adapter_images):
     calls = []
     hook = ov.hf_model.register_forward_hook(lambda *a: calls.append(1))
     try:
-        res = ov.generate(images, ['where is the cup?', 'x'], max_new_tokens=4,
+        res = ov.generate(adapter_images, ['where is the cup?', 'x'], max_new_tokens=4,
                           capture=EAPCapture(layers=[0, -1], rows='pre_answer'),
                           generation_kwargs=dict(min_new_tokens=4))
     finally:
         hook.remove()
-    batch = ov.build_inputs(images, ['where is the cup?', 'x'])
+    batch = ov.build_inputs(adapter_images, ['where is the cup?', 'x'])
     for r, lay in zip(res, batch.image_layouts):
         assert len(r.token_ids) == 4
         assert r.row_attn.shape == (4, 2 * ov.num_heads, *lay.grid)
@@ -355,9 +355,9 @@ def test_crseg_loss_and_predict(repo_root, ov_dir, tiny_sam_arch, synth_root):
         assert s.coarse_logits.data.dim() == 3
 
 
-def test_other_family_folder_names_both_types(tiny_llava_dir):
+def test_other_family_folder_names_both_types(adapter_llava_dir):
     with pytest.raises(ValueError, match=r"'llava'.*'llava_onevision'"):
-        LlavaOnevisionAdapter(pretrained=tiny_llava_dir)
+        LlavaOnevisionAdapter(pretrained=adapter_llava_dir)
 
 
 def test_pretrained_folder_whose_processor_tiles_differently(ov_dir, tmp_path, monkeypatch):
@@ -386,9 +386,10 @@ def _config_of(adapter, **changes):
     return dict({k: cfg[k] for k in keep}, **changes)
 
 
-def test_processor_and_model_must_agree_on_tiling(ov, ov_dir, images):
+def test_processor_and_model_must_agree_on_tiling(ov, ov_dir, adapter_images):
     ok = LlavaOnevisionAdapter(config=_config_of(ov), processor=ov_dir).eval()
-    assert torch.isfinite(ok.forward(ok.build_inputs(images[:1], ['a'], ['answer: b']))['loss_lm'])
+    batch = ok.build_inputs(adapter_images[:1], ['a'], ['answer: b'])
+    assert torch.isfinite(ok.forward(batch)['loss_lm'])
     # the processor tiles (up to 2x2) but the model is configured not to (one tile)
     with pytest.raises(ValueError, match=r'processor tiles.*up to 4 tiles.*\[\[32, 32\]\].*up '
                                          r'to 1 tiles'):

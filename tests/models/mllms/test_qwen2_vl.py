@@ -9,14 +9,14 @@ from crseg.registry import MODELS
 
 
 @pytest.fixture
-def adapter(tiny_qwen_dir):
-    return MODELS.build(dict(type='Qwen2VLAdapter', pretrained=tiny_qwen_dir)).eval()
+def adapter(adapter_qwen2vl_dir):
+    return MODELS.build(dict(type='Qwen2VLAdapter', pretrained=adapter_qwen2vl_dir)).eval()
 
 
-def test_non_square_grid_and_positions(adapter, images):
+def test_non_square_grid_and_positions(adapter, adapter_images):
     assert (adapter.num_layers, adapter.num_heads) == (3, 4)
     assert adapter.text_config.num_key_value_heads == 2  # GQA
-    batch = adapter.build_inputs(images, ['where is the cup?', 'find it'],
+    batch = adapter.build_inputs(adapter_images, ['where is the cup?', 'find it'],
                                  ['answer: a cup', 'answer: b'])
     # 200x300 -> 196x308 (multiples of 28) -> 14x22 patches -> 7x11 merged;
     # 120x90 -> 112x84 -> 8x6 patches -> 4x3
@@ -43,7 +43,7 @@ def test_grid_follows_image_aspect(adapter):
     assert lay.grid[0] > lay.grid[1]
 
 
-def test_qwen25_from_config(tiny_qwen_dir, adapter, images):
+def test_qwen25_from_config(adapter_qwen2vl_dir, adapter, adapter_images):
     text = adapter.text_config.to_dict()
     keep = ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
             'num_key_value_heads', 'vocab_size', 'rope_parameters', 'max_position_embeddings')
@@ -55,23 +55,24 @@ def test_qwen25_from_config(tiny_qwen_dir, adapter, images):
                video_token_id=adapter.hf_model.config.video_token_id,
                vision_start_token_id=adapter.hf_model.config.vision_start_token_id,
                vision_end_token_id=adapter.hf_model.config.vision_end_token_id)
-    q25 = Qwen2VLAdapter(config=cfg, processor=tiny_qwen_dir).eval()
+    q25 = Qwen2VLAdapter(config=cfg, processor=adapter_qwen2vl_dir).eval()
     assert type(q25.hf_model).__name__ == 'Qwen2_5_VLForConditionalGeneration'
-    res = q25.generate(images, ['q', 'where?'], capture=EAPCapture(layers=[-1]),
+    res = q25.generate(adapter_images, ['q', 'where?'], capture=EAPCapture(layers=[-1]),
                        max_new_tokens=3)
-    batch = q25.build_inputs(images, ['q', 'where?'])
+    batch = q25.build_inputs(adapter_images, ['q', 'where?'])
     for r, lay in zip(res, batch.image_layouts):
         assert r.row_attn.shape == (len(r.token_ids), q25.num_heads, *lay.grid)
         assert torch.all(r.row_attn >= 0) and torch.all(r.row_attn.sum((-2, -1)) <= 1 + 1e-5)
     with pytest.raises(ValueError, match='model_type'):
-        Qwen2VLAdapter(config=dict(model_type='qwen3_vl'), processor=tiny_qwen_dir)
+        Qwen2VLAdapter(config=dict(model_type='qwen3_vl'), processor=adapter_qwen2vl_dir)
 
 
-def test_gradient_checkpointing_training(tiny_qwen_dir, images):
+def test_gradient_checkpointing_training(adapter_qwen2vl_dir, adapter_images):
     grads = []
     for ckpt in (False, True):
-        adapter = Qwen2VLAdapter(pretrained=tiny_qwen_dir, gradient_checkpointing=ckpt).train()
-        batch = adapter.build_inputs(images[:1], ['q'], ['scene: a. answer: b'], [(18, 19)])
+        adapter = Qwen2VLAdapter(pretrained=adapter_qwen2vl_dir,
+                                 gradient_checkpointing=ckpt).train()
+        batch = adapter.build_inputs(adapter_images[:1], ['q'], ['scene: a. answer: b'], [(18, 19)])
         out = adapter.forward(batch, EAPCapture(layers=[-1]))
         (out['loss_lm'] + out['attn_maps'][0].sum()).backward()
         grads.append(adapter.hf_model.model.language_model.layers[-1].self_attn.q_proj

@@ -31,12 +31,12 @@ def test_bpe_tokenizer_specials_and_round_trip():
         train_bpe_tokenizer(['', '  '], ['<image>'])
 
 
-def test_processors_reload_offline(tiny_llava_dir, tiny_qwen_dir):
+def test_processors_reload_offline(adapter_llava_dir, adapter_qwen2vl_dir):
     from transformers import AutoProcessor
-    p = AutoProcessor.from_pretrained(tiny_llava_dir)
+    p = AutoProcessor.from_pretrained(adapter_llava_dir)
     assert type(p).__name__ == 'LlavaProcessor'
     assert p.image_processor.crop_size['height'] == 224
-    q = AutoProcessor.from_pretrained(tiny_qwen_dir)
+    q = AutoProcessor.from_pretrained(adapter_qwen2vl_dir)
     assert type(q).__name__ == 'Qwen2VLProcessor'
     msgs = [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'hi'}]}]
     text = q.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
