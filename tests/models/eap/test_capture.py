@@ -4,28 +4,11 @@ import torch
 
 from crseg.models.eap import EAPCapture
 from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter
+from crseg.testing.eager import eager_attentions, eager_rows
 
 PROMPTS = ['where is the cup?', 'the red thing on the left please']
 RESPONSES = ['scene: a table.\nregion: a cup.\nanswer: the cup', 'answer: it']
 SPANS = [(39, 46), (8, 10)]
-
-
-def _eager_attentions(adapter, model_inputs):
-    """Eager attention weights for every layer: tuple of [B, H, S, S]."""
-    impl = adapter.text_config._attn_implementation
-    adapter.hf_model.set_attn_implementation('eager')
-    try:
-        with torch.no_grad():
-            out = adapter.hf_model(**model_inputs, output_attentions=True, use_cache=False)
-    finally:
-        adapter.text_config._attn_implementation = impl
-    return out.attentions
-
-
-def _eager_rows(atts, b, rows, positions, layers, heads):
-    """[R, L'*H', n] from eager attentions, channel order layer-major like EAPCapture."""
-    per = torch.stack([atts[lid][b][heads][:, rows][:, :, positions] for lid in layers])
-    return per.flatten(0, 1).transpose(0, 1)
 
 
 @pytest.fixture(params=['llava', 'qwen'])
@@ -41,11 +24,11 @@ def test_capture_equals_eager(adapter, adapter_images, rows):
     cap = EAPCapture(layers='all', heads='all', rows=rows)
     with torch.no_grad():
         out = adapter.forward(batch, cap)
-    atts = _eager_attentions(adapter, batch.model_inputs)
+    atts = eager_attentions(adapter, batch.model_inputs)
     L, H = adapter.num_layers, adapter.num_heads
     for b in range(2):
         lay = batch.image_layouts[b]
-        ref = _eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
+        ref = eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
         got = out['row_attn'][b]
         assert got.shape == (len(batch.query_rows[b]), L * H, *lay.grid)
         torch.testing.assert_close(got.flatten(2), ref, atol=1e-6, rtol=1e-4)
@@ -60,11 +43,11 @@ def test_selection_and_head_weights(adapter, adapter_images):
     assert cap.num_channels(adapter.num_layers, adapter.num_heads) == 4
     with torch.no_grad():
         out = adapter.forward(batch, cap)
-    atts = _eager_attentions(adapter, batch.model_inputs)
+    atts = eager_attentions(adapter, batch.model_inputs)
     w = torch.tensor(weights).flatten()
     lay = batch.image_layouts[0]
-    ref = _eager_rows(atts, 0, batch.query_rows[0], lay.positions,
-                      [0, adapter.num_layers - 1], [1, 3]) * w[None, :, None]
+    ref = eager_rows(atts, 0, batch.query_rows[0], lay.positions,
+                     [0, adapter.num_layers - 1], [1, 3]) * w[None, :, None]
     torch.testing.assert_close(out['row_attn'][0].flatten(2), ref, atol=1e-6, rtol=1e-4)
 
 
@@ -86,14 +69,14 @@ def test_generate_rows_equal_eager(adapter, adapter_images, rows):
     if 'mm_token_type_ids' in full:
         full['mm_token_type_ids'] = torch.cat([full['mm_token_type_ids'],
                                                torch.zeros_like(gen)], 1)
-    atts = _eager_attentions(adapter, full)
+    atts = eager_attentions(adapter, full)
     S = ids.shape[1]
     checked = 0
     for b, r in enumerate(res):
         T = len(r.token_ids)
         rws = torch.arange(S, S + T) - (1 if rows == 'pre_answer' else 0)
-        ref = _eager_rows(atts, b, rws, batch.image_layouts[b].positions,
-                          [0, adapter.num_layers - 1], range(adapter.num_heads))
+        ref = eager_rows(atts, b, rws, batch.image_layouts[b].positions,
+                         [0, adapter.num_layers - 1], range(adapter.num_heads))
         torch.testing.assert_close(r.row_attn.flatten(2), ref, atol=1e-6, rtol=1e-4)
         checked += T
     assert checked > 0

@@ -9,6 +9,7 @@ from crseg.models.mllms import BaseMLLMAdapter, InternVLAdapter
 from crseg.models.mllms.internvl_tiling import InternVLTiling
 from crseg.registry import MODELS
 from crseg.testing import build_tiny_internvl
+from crseg.testing.eager import eager_attentions, eager_rows
 
 CORPUS = ['scene: a kitchen with a table.\nregion: a red cup near the window.\nanswer: the red cup',
           'what can hold hot tea? where is the lamp on the left side of the room?']
@@ -174,22 +175,6 @@ def test_adapter_puts_a_crops_attention_where_the_crop_lies(tiled, monkeypatch):
             assert peak.shape[0] == G * G
 
 
-def _eager(adapter, model_inputs):
-    impl = adapter.text_config._attn_implementation
-    adapter.hf_model.set_attn_implementation('eager')
-    try:
-        with torch.no_grad():
-            out = adapter.hf_model(**model_inputs, output_attentions=True, use_cache=False)
-    finally:
-        adapter.text_config._attn_implementation = impl
-    return out.attentions
-
-
-def _eager_rows(atts, b, rows, positions, layers, heads):
-    per = torch.stack([atts[lid][b][heads][:, rows][:, :, positions] for lid in layers])
-    return per.flatten(0, 1).transpose(0, 1)  # [R, L'*H', n]
-
-
 @pytest.mark.parametrize('tiles', ['assemble', 'thumbnail'])
 def test_capture_equals_eager_on_answer_rows(tiny_dir, tiles):
     adapter = InternVLAdapter(pretrained=tiny_dir, tiles=tiles).eval()
@@ -197,10 +182,10 @@ def test_capture_equals_eager_on_answer_rows(tiny_dir, tiles):
     with torch.no_grad():
         raw = BaseMLLMAdapter.forward(adapter, batch, EAPCapture(rows='answer'))['row_attn']
         out = adapter.forward(batch, EAPCapture(rows='answer'))
-    atts = _eager(adapter, batch.model_inputs)
+    atts = eager_attentions(adapter, batch.model_inputs)
     L, H = adapter.num_layers, adapter.num_heads
     for b, lay in enumerate(batch.image_layouts):
-        ref = _eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
+        ref = eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
         assert ref.abs().sum() > 0
         torch.testing.assert_close(raw[b].flatten(2), ref, atol=1e-6, rtol=1e-4)
         ref_map = lay.tiling.to_map(ref.reshape(*ref.shape[:2], *lay.grid), tiles)
@@ -230,13 +215,13 @@ def test_generate_records_one_row_per_step_without_extra_forward(tiled):
     gen = torch.tensor([r.token_ids for r in res])
     full = dict(batch.model_inputs, input_ids=torch.cat([ids, gen], 1))
     full['attention_mask'] = torch.cat([full['attention_mask'], torch.ones_like(gen)], 1)
-    atts = _eager(tiled, full)
+    atts = eager_attentions(tiled, full)
     S_ = ids.shape[1]
     for b, r in enumerate(res):
         lay = batch.image_layouts[b]
         assert r.row_attn.shape == (4, 2 * tiled.num_heads, *lay.tiling.map_grid('assemble'))
-        ref = _eager_rows(atts, b, torch.arange(S_ - 1, S_ + 3), lay.positions,
-                          [0, tiled.num_layers - 1], range(tiled.num_heads))
+        ref = eager_rows(atts, b, torch.arange(S_ - 1, S_ + 3), lay.positions,
+                         [0, tiled.num_layers - 1], range(tiled.num_heads))
         ref_map = lay.tiling.to_map(ref.reshape(*ref.shape[:2], *lay.grid), 'assemble')
         torch.testing.assert_close(r.row_attn, ref_map, atol=1e-6, rtol=1e-4)
 

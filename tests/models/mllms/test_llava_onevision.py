@@ -10,6 +10,7 @@ from crseg.models.eap import EAPCapture
 from crseg.models.mllms import LlavaOnevisionAdapter
 from crseg.registry import MODELS
 from crseg.testing import build_tiny_llava_onevision
+from crseg.testing.eager import eager_attentions, eager_rows
 
 CORPUS = ['scene: a kitchen with a table.\nregion: a red cup near the window.\nanswer: the cup',
           'what can hold hot tea? where is the lamp on the left side of the room?']
@@ -243,22 +244,6 @@ def test_anyres_max_shrink_matches_processor_and_model(ov_dir):
     assert out['attn_maps'][0].shape == (adapter.num_heads, *lay.grid)
 
 
-def _eager_attentions(adapter, model_inputs):
-    impl = adapter.text_config._attn_implementation
-    adapter.hf_model.set_attn_implementation('eager')
-    try:
-        with torch.no_grad():
-            out = adapter.hf_model(**model_inputs, output_attentions=True, use_cache=False)
-    finally:
-        adapter.text_config._attn_implementation = impl
-    return out.attentions
-
-
-def _eager_rows(atts, b, rows, positions, layers):
-    per = torch.stack([atts[lid][b][:, rows][:, :, positions] for lid in layers])
-    return per.flatten(0, 1).transpose(0, 1)
-
-
 @pytest.mark.parametrize('tiles', ['assemble', 'base'])
 def test_capture_equals_eager_on_answer_rows(ov_dir, adapter_images, tiles):
     adapter = LlavaOnevisionAdapter(pretrained=ov_dir, tiles=tiles).eval()
@@ -266,12 +251,12 @@ def test_capture_equals_eager_on_answer_rows(ov_dir, adapter_images, tiles):
     assert batch.model_inputs['pixel_values'].dim() == 4  # tiles of both samples, no padding
     with torch.no_grad():
         out = adapter.forward(batch, EAPCapture(rows='answer'))
-    atts = _eager_attentions(adapter, batch.model_inputs)
+    atts = eager_attentions(adapter, batch.model_inputs)
     L = adapter.num_layers
     for b, (h, w) in enumerate(batch.model_inputs['image_sizes'].tolist()):
         lay = batch.image_layouts[b]
         assert lay.grid == adapter.image_geometry(h, w)[0].grid
-        ref = _eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L))
+        ref = eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L))
         got = out['row_attn'][b]
         assert got.shape == (len(batch.query_rows[b]), L * adapter.num_heads, *lay.grid)
         assert (got - ref.reshape(got.shape)).abs().max() <= 1e-6
@@ -314,11 +299,11 @@ def test_generate_one_row_per_step_without_extra_forward(ov, adapter_images):
     full = dict(batch.model_inputs, input_ids=torch.cat([ids, gen], 1),
                 attention_mask=torch.cat([batch.model_inputs['attention_mask'],
                                           torch.ones_like(gen)], 1))
-    atts = _eager_attentions(ov, full)
+    atts = eager_attentions(ov, full)
     S = ids.shape[1]
     for b, r in enumerate(res):
-        ref = _eager_rows(atts, b, torch.arange(S - 1, S + 3), batch.image_layouts[b].positions,
-                          [0, ov.num_layers - 1])
+        ref = eager_rows(atts, b, torch.arange(S - 1, S + 3), batch.image_layouts[b].positions,
+                         [0, ov.num_layers - 1])
         torch.testing.assert_close(r.row_attn.flatten(2), ref, atol=1e-6, rtol=1e-4)
 
 

@@ -19,6 +19,7 @@ from crseg.models.eap import EAPCapture
 from crseg.models.mllms import Qwen3VLAdapter
 from crseg.registry import DATASETS, MODELS
 from crseg.testing import build_tiny_qwen3vl
+from crseg.testing.eager import eager_attentions, eager_rows
 
 PROMPTS = ['where is the cup?', 'the red thing on the left please']
 RESPONSES = ['scene: a table.\nregion: a cup.\nanswer: the cup', 'answer: it']
@@ -70,24 +71,6 @@ def images():
             rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)]
 
 
-def _eager_attentions(adapter, model_inputs):
-    """Eager attention weights of every language layer: tuple of [B, H, S, S]."""
-    impl = adapter.text_config._attn_implementation
-    adapter.hf_model.set_attn_implementation('eager')
-    try:
-        with torch.no_grad():
-            out = adapter.hf_model(**model_inputs, output_attentions=True, use_cache=False)
-    finally:
-        adapter.text_config._attn_implementation = impl
-    return out.attentions
-
-
-def _eager_rows(atts, b, rows, positions, layers, heads):
-    """[R, L'*H', n] from eager attentions, channel order layer-major like EAPCapture."""
-    per = torch.stack([atts[lid][b][list(heads)][:, rows][:, :, positions] for lid in layers])
-    return per.flatten(0, 1).transpose(0, 1)
-
-
 # ---------------------------------------------------------------- capture == eager
 @pytest.mark.parametrize('which', ['dense', 'moe'])
 @pytest.mark.parametrize('rows', ['answer', 'pre_answer'])
@@ -100,10 +83,10 @@ def test_capture_equals_eager_on_answer_rows(request, images, which, rows):
     batch = a.build_inputs(images, PROMPTS, RESPONSES, SPANS, rows=rows)
     with torch.no_grad():
         out = a.forward(batch, EAPCapture(layers='all', heads='all', rows=rows))
-    atts = _eager_attentions(a, batch.model_inputs)
+    atts = eager_attentions(a, batch.model_inputs)
     L, H = a.num_layers, a.num_heads
     for b, lay in enumerate(batch.image_layouts):
-        ref = _eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
+        ref = eager_rows(atts, b, batch.query_rows[b], lay.positions, range(L), range(H))
         got = out['row_attn'][b]
         assert got.shape == (len(batch.query_rows[b]), L * H, *lay.grid)
         torch.testing.assert_close(got.flatten(2), ref, atol=1e-6, rtol=0)
@@ -169,12 +152,12 @@ def test_generate_records_one_row_per_step_without_extra_forward(adapter, images
     full['attention_mask'] = torch.cat([full['attention_mask'], torch.ones_like(toks)], 1)
     full['mm_token_type_ids'] = torch.cat([full['mm_token_type_ids'],
                                            torch.zeros_like(toks)], 1)
-    atts = _eager_attentions(adapter, full)
+    atts = eager_attentions(adapter, full)
     S = ids.shape[1]
     for b, r in enumerate(captured):
         rws = torch.arange(S, S + n) - (1 if rows == 'pre_answer' else 0)
-        ref = _eager_rows(atts, b, rws, batch.image_layouts[b].positions,
-                          [0, adapter.num_layers - 1], range(adapter.num_heads))
+        ref = eager_rows(atts, b, rws, batch.image_layouts[b].positions,
+                         [0, adapter.num_layers - 1], range(adapter.num_heads))
         torch.testing.assert_close(r.row_attn.flatten(2), ref, atol=1e-6, rtol=0)
 
 
