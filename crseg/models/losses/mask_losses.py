@@ -53,4 +53,5 @@ def mask_losses(logits: List[Tensor], gts: List[Tensor], prefix: str,
             total[k] = total.get(k, 0) + v * (len(idx) / len(logits))
     return total
 
+
 __all__ = ['mask_losses']

@@ -12,9 +12,9 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def _batch():
-    """5 images: 3 of 48x48 (one group), 2 of other sizes (alone)."""
-    images = [rand_image(48, 48, s) for s in range(3)] + [rand_image(40, 70, 3),
-                                                           rand_image(48, 48, 4)]
+    """5 images: 4 of 48x48 (one group, not contiguous), 1 of 40x70 (alone)."""
+    images = [rand_image(48, 48, s) for s in range(3)]
+    images += [rand_image(40, 70, 3), rand_image(48, 48, 4)]
     g = torch.Generator().manual_seed(0)
     points = torch.rand(5, 2, 2, generator=g) * 40
     labels = torch.tensor([[1, 0]] * 5)
