@@ -71,8 +71,8 @@ def parse_args():
     return p.parse_args()
 
 
-def build(cfg, seed):
-    """Model (train mode), optimizer wrapper, train and test dataloaders."""
+def build(cfg, seed, test=True):
+    """Model (train mode), optimizer wrapper, train and (``test``) test dataloaders."""
     register_all_modules()
     init_default_scope('crseg')
     torch.manual_seed(seed)
@@ -85,9 +85,11 @@ def build(cfg, seed):
         load_checkpoint(model, cfg.load_from, map_location='cpu', strict=False)
     optim = build_optim_wrapper(model, cfg.optim_wrapper)
     train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=seed)
-    test_cfg = dict(cfg.test_dataloader)
-    test_cfg['batch_size'] = 1
-    test_loader = Runner.build_dataloader(test_cfg, seed=seed)
+    test_loader = None
+    if test:
+        test_cfg = dict(cfg.test_dataloader)
+        test_cfg['batch_size'] = 1
+        test_loader = Runner.build_dataloader(test_cfg, seed=seed)
     return model, optim, train_loader, test_loader
 
 
