@@ -45,7 +45,8 @@ def mask_losses(logits: List[Tensor], gts: List[Tensor], prefix: str,
         if g is not None:
             lg, seen = g.place(lg, gt.shape[-2:])
             gt = torch.where(seen.to(gt.device), gt, gt.new_tensor(ignore_index))
-        else:
+        elif tuple(lg.shape[-2:]) != tuple(gt.shape[-2:]):
+            # (a same-size bilinear resize is the identity: skipped, with its backward)
             lg = F.interpolate(lg, size=gt.shape[-2:], mode='bilinear', align_corners=False)
         # bce_dice_losses averages over its batch: weight each group by its share of samples
         for k, v in bce_dice_losses(lg[:, 0], gt.long(), prefix, bce_weight, dice_weight,

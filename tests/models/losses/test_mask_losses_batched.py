@@ -29,13 +29,14 @@ def per_sample_reference(logits, gts, prefix, geometries=None, bce_weight=1.0, d
 
 
 def _batch(seed=0):
-    """12 samples in 4 groups: 224x224 whole image (the tiny default), another GT size,
-    another logit size, and a crop geometry; ignore pixels and an empty GT included."""
+    """14 samples in 5 groups: 224x224 whole image (the tiny default), another GT size,
+    another logit size, logits at the GT's size (no resize: the refined masks' case) and a crop
+    geometry; ignore pixels and an empty GT included."""
     g = torch.Generator().manual_seed(seed)
     shapes = [((40, 40), (224, 224))] * 6 + [((40, 40), (100, 150))] * 2 + \
-        [((10, 10), (224, 224))] * 2 + [((40, 40), (30, 50))] * 2
+        [((10, 10), (224, 224))] * 2 + [((64, 48), (64, 48))] * 2 + [((40, 40), (30, 50))] * 2
     crop = ImageGeometry((4, 4), (10.0, 0.0, 40.0, 30.0), (30, 50))
-    geoms = [ImageGeometry.whole((10, 10), gs) for _, gs in shapes[:10]] + [crop, crop]
+    geoms = [ImageGeometry.whole((10, 10), gs) for _, gs in shapes[:12]] + [crop, crop]
     logits = [torch.randn(1, *ls, generator=g) * 3 for ls, _ in shapes]
     gts = [(torch.rand(*gs, generator=g) > 0.6).to(torch.uint8) for _, gs in shapes]
     gts[1][:20] = 255
@@ -61,6 +62,22 @@ def test_batched_equals_per_sample_loop():
             torch.testing.assert_close(new[k], ref[k], **TOL)
         for a, b in zip(g_new, g_ref):
             torch.testing.assert_close(a, b, **TOL)
+
+
+def test_same_size_logits_are_not_resized_and_score_the_same():
+    """Logits already at the GT's size skip the (identity) resize: same loss and gradient as
+    with it, to the last bit."""
+    logits, gts, _ = _batch(2)
+    logits, gts = logits[10:12], gts[10:12]
+    new, g_new = _grads(lambda x: mask_losses(x, gts, 'loss_mask'), logits)
+    ref, g_ref = _grads(lambda x: per_sample_reference(x, gts, 'loss_mask'), logits)
+    for k in ref:
+        torch.testing.assert_close(new[k], ref[k], **TOL)
+    for a, b in zip(g_new, g_ref):
+        torch.testing.assert_close(a, b, **TOL)
+    resized = F.interpolate(logits[0][None], size=gts[0].shape, mode='bilinear',
+                            align_corners=False)[0]
+    assert torch.equal(resized, logits[0])
 
 
 def test_single_group_tiny_default_shapes():
