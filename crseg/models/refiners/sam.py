@@ -5,10 +5,11 @@ Call graph::
     forward(images, points, labels, mask_logits, boxes, keys)
       ├─ encode(images, keys)        # ResizeLongestSide + normalise + pad
       │    └─ EmbeddingCache         # per key, content-checked, LRU
-      └─ per image:                  # MaskDecoder handles ONE image at a time
-           prompt_encoder(points, box, mask prompt)
-           mask_decoder(...)  -> pick the mask of highest predicted IoU
-           Sam.postprocess_masks    # back to the original image size
+      └─ per group of images of one size and one prompt shape:
+           prompt_encoder(points, box, mask prompt)   # batched
+           mask_decoder(...) under torch.vmap         # it takes ONE image per call
+             -> pick the mask of highest predicted IoU
+           Sam.postprocess_masks    # back to the original image size (batched)
 
 Pre- and post-processing are SamPredictor's, so for the same model and
 prompts the masks equal ``SamPredictor.predict(..., return_logits=True)``.
@@ -248,33 +249,73 @@ class SAMRefiner(BaseRefiner):
         extra = split_per_image(prompts.embeddings, n, 'embeddings')
         geoms = split_per_image(prompts.mask_geometry, n, 'mask_geometry')
         embeds = self.encode(images, prompts.keys)
-        prompt_encoder = self.sam.prompt_encoder
-        dense_pe = prompt_encoder.get_dense_pe()
-        full, ious, lows = [], [], []
-        for i, image in enumerate(images):
-            orig = tuple(image.shape[-2:])
-            size = self.input_size(*orig)
-            point_prompt = None
-            if pts[i] is not None:
-                point_prompt = (self._scale_xy(pts[i], orig)[None],
-                                lbs[i].to(self.sam.device, torch.int)[None])
-            box = (None if bxs[i] is None else
-                   self._scale_xy(bxs[i].reshape(2, 2), orig).reshape(1, 4))
-            sparse, dense = prompt_encoder(
-                points=point_prompt, boxes=box,
-                masks=self._mask_prompt(msks[i], size, geoms[i]))
-            if extra[i] is not None:
-                sparse = torch.cat([sparse, extra[i].reshape(
-                    1, -1, sparse.shape[-1]).to(sparse)], dim=1)
-            low, iou = self.sam.mask_decoder(
-                image_embeddings=embeds[i], image_pe=dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=self.multimask_output)
+        per = [self._prompt_tensors(i, image, pts, lbs, bxs, msks, extra, geoms)
+               for i, image in enumerate(images)]
+        dense_pe = self.sam.prompt_encoder.get_dense_pe()
+        full, ious, lows = [None] * n, [None] * n, [None] * n
+        for idx in self._groups(per):
+            low, iou = self._decode_group([per[i] for i in idx],
+                                          torch.cat([embeds[i] for i in idx]), dense_pe)
             best = iou.argmax(dim=1)
-            low, iou = low[:, best], iou[:, best]
-            full.append(self.sam.postprocess_masks(low, size, orig)[0])
-            ious.append(iou.reshape(1))
-            lows.append(low)
+            rows = torch.arange(len(idx), device=best.device)
+            low, iou = low[rows, best][:, None], iou[rows, best]
+            orig, size = per[idx[0]]['orig'], per[idx[0]]['size']
+            up = self.sam.postprocess_masks(low, size, orig)
+            for j, i in enumerate(idx):
+                full[i], ious[i], lows[i] = up[j], iou[j:j + 1], low[j:j + 1]
         return RefinerOutput(mask_logits=full, scores=torch.cat(ious),
                              low_res_logits=torch.cat(lows))
+
+    # ------------------------------------------------- batching over images
+    def _prompt_tensors(self, i, image, pts, lbs, bxs, msks, extra, geoms) -> dict:
+        """Sample ``i``'s prompts as SAM's prompt encoder takes them (batch of 1)."""
+        orig = tuple(image.shape[-2:])
+        size = self.input_size(*orig)
+        out = dict(orig=orig, size=size, points=None, labels=None, boxes=None,
+                   masks=self._mask_prompt(msks[i], size, geoms[i]), embeddings=None)
+        if pts[i] is not None:
+            out['points'] = self._scale_xy(pts[i], orig)[None]
+            out['labels'] = lbs[i].to(self.sam.device, torch.int)[None]
+        if bxs[i] is not None:
+            out['boxes'] = self._scale_xy(bxs[i].reshape(2, 2), orig).reshape(1, 4)
+        if extra[i] is not None:
+            out['embeddings'] = extra[i].reshape(1, -1, self.embed_dim)
+        return out
+
+    @staticmethod
+    def _groups(per: List[dict]) -> List[List[int]]:
+        """Indices of samples that can share one prompt-encoder / mask-decoder call: same
+        original size and the same prompt shapes. A sample with no point, box or mask
+        (SAM's no-prompt path, batch size 1 there) stays alone."""
+        groups = {}
+        for i, p in enumerate(per):
+            shapes = tuple(None if p[k] is None else tuple(p[k].shape)
+                           for k in ('points', 'boxes', 'masks', 'embeddings'))
+            alone = p['points'] is None and p['boxes'] is None and p['masks'] is None
+            groups.setdefault((p['orig'], shapes, i if alone else None), []).append(i)
+        return list(groups.values())
+
+    def _decode_group(self, per: List[dict], embeds: Tensor, dense_pe: Tensor):
+        """Prompt encoder + mask decoder for samples of one group: ``[k, M, m, m]`` low-res
+        logits and ``[k, M]`` predicted IoUs. SAM's ``MaskDecoder`` takes one image with
+        several prompts, so several images go through it under ``torch.vmap`` (one batched
+        call, the same values as one call per image)."""
+        def cat(key):
+            return None if per[0][key] is None else torch.cat([p[key] for p in per])
+
+        points = None if per[0]['points'] is None else (cat('points'), cat('labels'))
+        sparse, dense = self.sam.prompt_encoder(points=points, boxes=cat('boxes'),
+                                                masks=cat('masks'))
+        if per[0]['embeddings'] is not None:
+            sparse = torch.cat([sparse, cat('embeddings').to(sparse)], dim=1)
+
+        def decode(emb, sp, de):
+            return self.sam.mask_decoder(image_embeddings=emb, image_pe=dense_pe,
+                                         sparse_prompt_embeddings=sp,
+                                         dense_prompt_embeddings=de,
+                                         multimask_output=self.multimask_output)
+
+        if len(per) == 1:
+            return decode(embeds, sparse, dense)
+        low, iou = torch.vmap(decode)(embeds[:, None], sparse[:, None], dense[:, None])
+        return low[:, 0], iou[:, 0]
