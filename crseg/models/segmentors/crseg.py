@@ -29,7 +29,9 @@ and ``point_fallback`` (the coarse map was flat / not finite, see ``PointSampler
 GLCoT consistency (:mod:`crseg.models.eap.consistency`): every predicted sample also carries
 ``map_agreement`` = dict(pearson, top_iou) between the answer's coarse map and the coarse map
 of the ``region:`` text's tokens (None without a region part), and the outcome
-``answer_not_in_region`` (GLCoT mode only; answers meaning "no target" are not checked).
+``answer_not_in_region`` (GLCoT mode only; answers meaning "no target" are not checked), and
+``maps_disagree`` (a region map exists and the Pearson agreement is below
+``agreement_threshold``), whatever the map source.
 ``map_source`` picks the map that reaches the refiner ('answer' by default, 'region', 'fused',
 'fallback'); with a source other than 'answer' a sample with no region map keeps the answer map
 and is counted as ``region_missing``; 'fallback' counts its switches as ``map_fallback``.
@@ -88,13 +90,13 @@ class CRSeg(BaseReasonSegmentor):
         map_source: 'answer' (default) | 'region' | 'fused' | 'fallback': the coarse map given
             to the point sampler and refiner at predict (see
             :mod:`crseg.models.eap.consistency`); training is unaffected.
-        agreement_threshold: 'fallback' uses the region map when the maps' Pearson agreement is
-            below this.
+        agreement_threshold: below this Pearson agreement the maps disagree (outcome
+            ``maps_disagree``) and 'fallback' uses the region map.
         agreement_top_frac: share of grid cells in ``map_agreement``'s ``top_iou``.
     """
 
     OUTCOMES = ('parse_fallback', 'row_fallback', 'point_fallback', 'answer_not_in_region',
-                'region_missing', 'map_fallback')
+                'maps_disagree', 'region_missing', 'map_fallback')
     PARSE_FAILURES = ('parse_fallback', 'row_fallback')
 
     def __init__(self,
@@ -282,6 +284,9 @@ class CRSeg(BaseReasonSegmentor):
             r = region.get(i)
             agr = None if r is None else map_agreement(c, r, self.agreement_top_frac)
             s.set_metainfo(dict(map_agreement=agr))
+            if agr is not None and agr['pearson'] < self.agreement_threshold:
+                self.note(oc, 'maps_disagree', s, f"answer and region maps disagree: Pearson "
+                          f"{agr['pearson']:.3f} < {self.agreement_threshold}")
             if r is None and self.map_source != 'answer':
                 self.note(oc, 'region_missing', s, 'no region tokens in the response; '
                           'using the answer map')
