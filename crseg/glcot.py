@@ -9,9 +9,10 @@ Response format (plain text, tokenizer-friendly, one line per part)::
 ``mode='plain'`` (ablation) uses the last line only. The markers are matched case-insensitively.
 
 Parser rules (:meth:`GLCoT.parse`): the answer is the text after the *last* ``answer:`` marker up
-to the end of its line; ``scene:`` / ``region:`` texts run to the next marker. Fallbacks, each
-logged with a warning and returned as ``GLCoTParse.fallback`` (the reason; the segmentor records
-it as the sample's ``parse_fallback`` outcome):
+to the end of its line; ``scene:`` / ``region:`` texts run to the next marker (the region text's
+char span is ``GLCoTParse.local_span``). Fallbacks, each logged with a warning and returned as
+``GLCoTParse.fallback`` (the reason; the segmentor records it as the sample's ``parse_fallback``
+outcome):
 
 * no ``answer:`` marker (or nothing after it) -> the last sentence of the response (text after
   the last '.', '!', '?' or newline that has any content);
@@ -37,12 +38,17 @@ PLAIN_INSTRUCTION = 'Name the target. Reply as "answer: ...".'
 
 @dataclass
 class GLCoTParse:
-    """A parsed response; ``answer_span`` is a char span in the response, ``fallback`` why."""
+    """A parsed response; ``answer_span`` is a char span in the response, ``fallback`` why.
+
+    ``local_span``: the char span of ``local_text`` in the response (None when the response has
+    no ``region:`` marker), so that its tokens can be found like the answer's.
+    """
     global_text: str
     local_text: str
     answer: str
     answer_span: Tuple[int, int]
     fallback: Optional[str] = None
+    local_span: Optional[Tuple[int, int]] = None
 
 
 def _strip_span(text: str, start: int, end: int) -> Tuple[int, int]:
@@ -106,7 +112,8 @@ class GLCoT:
         for i, (name, _, end) in enumerate(marks):
             stop = marks[i + 1][1] if i + 1 < len(marks) else len(response)
             parts[name] = (end, stop)  # later markers of the same name win
-        texts = {k: response[slice(*_strip_span(response, *v))] for k, v in parts.items()}
+        spans = {k: _strip_span(response, *v) for k, v in parts.items()}
+        texts = {k: response[slice(*v)] for k, v in spans.items()}
         span, why = None, None
         if 'answer' in parts:
             start, stop = parts['answer']
@@ -123,7 +130,7 @@ class GLCoT:
             print_log(f'GLCoT.parse: {why}; fallback answer span {span} = '
                       f'{response[span[0]:span[1]]!r}', logger='current', level=30)
         return GLCoTParse(texts.get('scene', ''), texts.get('region', ''),
-                          response[span[0]:span[1]], span, why)
+                          response[span[0]:span[1]], span, why, spans.get('region'))
 
     @staticmethod
     def _last_sentence(text: str) -> Tuple[int, int]:

@@ -68,3 +68,25 @@ def test_each_fallback_is_logged_and_returned_per_call(monkeypatch):
     assert g.parse('').fallback == 'empty response'
     assert len(logged) == 2 and 'no answer marker' in logged[0] and 'empty' in logged[1]
     assert not hasattr(g, 'num_fallbacks')  # the segmentor records outcomes per sample
+
+
+@pytest.mark.parametrize('resp,region', [
+    ('scene: a kitchen\nregion:  a red mug near the window \nanswer: the red mug',
+     'a red mug near the window'),
+    ('REGION: the left shelf\nAnswer: the blue book', 'the left shelf'),
+    # later markers of the same name win (the parser's rule), for the span too
+    ('region: In the right region: a large green triangle.\nanswer: the green triangle',
+     'a large green triangle.'),
+    ('region:\nanswer: x', ''),
+])
+def test_local_span_locates_the_region_text(resp, region):
+    p = GLCoT().parse(resp)
+    assert p.local_text == region
+    assert resp[p.local_span[0]:p.local_span[1]] == region
+    assert resp.count(region) == 1 or region == ''
+
+
+@pytest.mark.parametrize('resp', ['answer: the cat', 'scene: a room\nanswer: x', '', 'a dog'])
+def test_no_region_marker_no_local_span(resp):
+    p = GLCoT().parse(resp)
+    assert p.local_span is None and p.local_text == ''

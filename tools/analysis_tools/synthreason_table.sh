@@ -3,7 +3,9 @@
 # baselines, on the same data, MLLM starting folder, SAM arch and metric, in one table.
 #   * CR-Seg: the checkpoint of `make demo` (run first if missing);
 #   * ablations at inference on that checkpoint: no SAM (coarse map), points-only SAM,
-#     map-only SAM; and the plain-prompt ablation, trained with CR-Seg's two-stage recipe;
+#     map-only SAM, and GLCoT consistency: the region part's map, the fused map, the region
+#     map as a fallback where the maps disagree (CRSeg map_source); and the plain-prompt
+#     ablation, trained with CR-Seg's two-stage recipe;
 #   * baselines ([SEG] token, box+point text, attention only), each trained from the same
 #     random-init tiny LLaVA under the same wall-time budget (TimeBudgetHook, see configs);
 #     the [SEG] baseline twice: LISA's protocol (segtoken_lisa: LISA's prompts, "[SEG]."
@@ -46,12 +48,15 @@ $PY tools/benchmark.py \
     $C/crseg_tinyllava_tinysam_synthreason.py $C/crseg_tinyllava_tinysam_plain_synthreason.py \
     $C/crseg_tinyllava_identity_synthreason.py $C/crseg_tinyllava_tinysam_pointsonly_synthreason.py \
     $C/crseg_tinyllava_tinysam_maponly_synthreason.py \
+    $C/crseg_tinyllava_tinysam_regionmap_synthreason.py $C/crseg_tinyllava_tinysam_fusedmap_synthreason.py \
+    $C/crseg_tinyllava_tinysam_fallbackmap_synthreason.py \
     $B/segtoken_tinyllava_tinysam_synthreason.py $B/segtoken_generate_tinyllava_tinysam_synthreason.py \
     $B/boxpoint_tinyllava_tinysam_synthreason.py $B/attnonly_tinyllava_tinysam_synthreason.py \
-  --checkpoints "$CR" "$(ckpt "$WORK/plain")" "$CR" "$CR" "$CR" \
+  --checkpoints "$CR" "$(ckpt "$WORK/plain")" "$CR" "$CR" "$CR" "$CR" "$CR" "$CR" \
     "$(ckpt "$WORK/segtoken_lisa")" "$(ckpt "$WORK/segtoken_generate")" \
     "$(ckpt "$WORK/boxpoint")" "$(ckpt "$WORK/attnonly")" \
   --names crseg_full plain_prompt map_only_no_sam points_only_sam map_only_sam \
+    region_map fused_map fallback_map \
     segtoken_lisa segtoken_generate boxpoint attnonly \
   --datasets synthreason --data-root synthreason="$DATA" --out "$WORK" \
   --cfg-options model.mllm.pretrained="$MLLM"

@@ -14,7 +14,11 @@ The answer tokens are found from character spans, in both places that need them:
   response against the GLCoT answer span -> absolute rows of the padded batch
   (:func:`teacher_forced_rows`);
 * generation (CR-Seg's ``predict``): the generated tokens' decoded spans against the parsed
-  answer span -> the recorded rows of each sample (:func:`select_answer_rows`).
+  answer span -> the recorded rows of each sample (:func:`select_answer_rows`); the same
+  matching against the parsed *region* span gives the region part's rows
+  (:func:`select_span_rows`, for :mod:`crseg.models.eap.consistency`). Generation records one
+  row per generated token whatever the row mode (``BaseMLLMAdapter.generate``), so the region
+  rows come from the same capture as the answer's: no extra forward, nothing changed there.
 
 Both use :func:`answer_token_indices`: a token belongs to the answer when its character range is
 non-empty and overlaps the answer span. A token with an empty range (a special token, or a byte
@@ -69,6 +73,24 @@ def teacher_forced_rows(rows: str, n_prompt: int, n_response: int,
     return pos - 1 if rows == 'pre_answer' else pos
 
 
+def _checked_attn(gen) -> Tensor:
+    if gen.row_attn is None:
+        raise ValueError('generation has no captured attention; was the capture on?')
+    return gen.row_attn
+
+
+def select_span_rows(gen, span: Optional[Tuple[int, int]]) -> Optional[Tensor]:
+    """Mean attention ``[L*H, h, w]`` of the generated tokens overlapping char ``span`` (the
+    rule of :func:`answer_token_indices`), or None when no recorded token overlaps it.
+
+    Rows follow the capture's row mode as in :func:`select_answer_rows`, except 'response'
+    (which keeps every row for the answer): here only the span's tokens are kept.
+    """
+    attn = _checked_attn(gen)
+    idx = [t for t in answer_token_indices(gen.token_char_spans, span) if t < attn.shape[0]]
+    return attn[torch.as_tensor(idx)].mean(0) if idx else None
+
+
 def select_answer_rows(gen, parsed, rows: str) -> Tuple[Tensor, Optional[str]]:
     """Mean attention ``[L*H, h, w]`` of a generation's answer rows, and a fallback reason.
 
@@ -78,9 +100,7 @@ def select_answer_rows(gen, parsed, rows: str) -> Tuple[Tensor, Optional[str]]:
     all response rows; no generated row -> a zero map.
     """
     check_row_mode(rows)
-    attn = gen.row_attn
-    if attn is None:
-        raise ValueError('generation has no captured attention; was the capture on?')
+    attn = _checked_attn(gen)
     if attn.shape[0] == 0:
         return attn.new_zeros(attn.shape[1:]), 'empty response: zero attention map'
     if rows == 'response':
@@ -93,4 +113,4 @@ def select_answer_rows(gen, parsed, rows: str) -> Tuple[Tensor, Optional[str]]:
 
 
 __all__ = ['ROW_MODES', 'check_row_mode', 'answer_token_indices', 'decode_lag',
-           'teacher_forced_rows', 'select_answer_rows']
+           'teacher_forced_rows', 'select_answer_rows', 'select_span_rows']

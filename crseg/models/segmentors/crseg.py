@@ -15,7 +15,9 @@ and the data preprocessor); CRSeg builds ``glcot``, ``capture``, ``coarse_head``
     forward(mode='predict') -> predict()
         mllm.generate(capture)                  response text + per-token attention rows
         GLCoT.parse                             -> answer span -> its token rows -> [L*H, h, w]
-        coarse_head -> point_sampler -> refiner -> write_predictions (original size)
+                                                   region span -> its token rows (consistency)
+        coarse_head                             answer map (and region map) -> map_source
+        point_sampler -> refiner -> write_predictions (original size)
     forward(mode='tensor')  -> _forward()       [1, h, w] coarse logits of the teacher-forced pass
 
 Each output ``SegDataSample`` keeps the CoT text, the parsed answer, the points and the coarse
@@ -23,6 +25,16 @@ map (``pred_text``, ``pred_answer``, ``glcot_fallback``, ``points``, ``point_lab
 ``coarse_logits``, ``mllm_view``) and the outcomes ``parse_fallback`` (GLCoT had to guess the
 answer), ``row_fallback`` (the answer's tokens were not found, see :mod:`crseg.models.eap.rows`)
 and ``point_fallback`` (the coarse map was flat / not finite, see ``PointSampler``).
+
+GLCoT consistency (:mod:`crseg.models.eap.consistency`): every predicted sample also carries
+``map_agreement`` = dict(pearson, top_iou) between the answer's coarse map and the coarse map
+of the ``region:`` text's tokens (None without a region part), and the outcome
+``answer_not_in_region`` (GLCoT mode only; answers meaning "no target" are not checked), and
+``maps_disagree`` (a region map exists and the Pearson agreement is below
+``agreement_threshold``), whatever the map source.
+``map_source`` picks the map that reaches the refiner ('answer' by default, 'region', 'fused',
+'fallback'); with a source other than 'answer' a sample with no region map keeps the answer map
+and is counted as ``region_missing``; 'fallback' counts its switches as ``map_fallback``.
 
 Image geometry: the coarse map lies on the MLLM's token grid, which covers the box its
 processor showed it (``mllm.image_geometry``: LLaVA's centre crop, Qwen2-VL's whole image).
@@ -38,7 +50,9 @@ from mmengine.structures import PixelData
 from torch import Tensor, nn
 
 from crseg.models.eap import EAPCapture
-from crseg.models.eap.rows import select_answer_rows
+from crseg.models.eap.consistency import (answer_not_in_region, check_map_source, choose_map,
+                                          map_agreement)
+from crseg.models.eap.rows import select_answer_rows, select_span_rows
 from crseg.models.losses import mask_losses
 from crseg.models.mllms.geometry import single_piece
 from crseg.models.refiners import RefinerPrompts
@@ -73,9 +87,16 @@ class CRSeg(BaseReasonSegmentor):
             not accept is an error at build time.
         loss_weights: weights of ``lm``, ``coarse`` and ``mask`` losses; 0 turns one off.
         empty_answers: parsed answers that mean "no target": the mask is empty.
+        map_source: 'answer' (default) | 'region' | 'fused' | 'fallback': the coarse map given
+            to the point sampler and refiner at predict (see
+            :mod:`crseg.models.eap.consistency`); training is unaffected.
+        agreement_threshold: below this Pearson agreement the maps disagree (outcome
+            ``maps_disagree``) and 'fallback' uses the region map.
+        agreement_top_frac: share of grid cells in ``map_agreement``'s ``top_iou``.
     """
 
-    OUTCOMES = ('parse_fallback', 'row_fallback', 'point_fallback')
+    OUTCOMES = ('parse_fallback', 'row_fallback', 'point_fallback', 'answer_not_in_region',
+                'maps_disagree', 'region_missing', 'map_fallback')
     PARSE_FAILURES = ('parse_fallback', 'row_fallback')
 
     def __init__(self,
@@ -88,6 +109,9 @@ class CRSeg(BaseReasonSegmentor):
                  refiner_prompts: Optional[Sequence[str]] = None,
                  loss_weights: Optional[dict] = None,
                  empty_answers: Sequence[str] = ('none', 'nothing', 'no object'),
+                 map_source: str = 'answer',
+                 agreement_threshold: float = 0.5,
+                 agreement_top_frac: float = 0.1,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -105,6 +129,12 @@ class CRSeg(BaseReasonSegmentor):
         self.loss_weights = merge_loss_weights(
             type(self).__name__, dict(lm=1.0, coarse=1.0, mask=1.0), loss_weights)
         self.empty_answers = {a.lower() for a in empty_answers}
+        self.map_source = check_map_source(map_source, type(self).__name__)
+        if not 0 < agreement_top_frac <= 1:
+            raise ValueError(f'{type(self).__name__}: agreement_top_frac={agreement_top_frac}, '
+                             'expected 0 < agreement_top_frac <= 1')
+        self.agreement_threshold = float(agreement_threshold)
+        self.agreement_top_frac = float(agreement_top_frac)
 
     def _check_prompts(self, prompts: Optional[Sequence[str]]) -> tuple:
         """The prompt names to use: checked against the refiner's ``accepts``."""
@@ -211,7 +241,7 @@ class CRSeg(BaseReasonSegmentor):
         prompts = [self.glcot.build_prompt(s.metainfo['query']) for s in data_samples]
         gens = self.mllm.generate(self.np_images(inputs), prompts, capture=self.capture)
         outcomes = self.new_outcomes(len(data_samples))
-        maps, empty = [], []
+        maps, empty, region_maps = [], [], []
         for gen, s, oc in zip(gens, data_samples, outcomes):
             parsed = self.glcot.parse(gen.text)
             if parsed.fallback:
@@ -222,9 +252,15 @@ class CRSeg(BaseReasonSegmentor):
             maps.append(rows)
             answer = (parsed.answer or '').strip().lower().strip(' .')
             empty.append(answer in self.empty_answers)
+            region_maps.append(None if parsed.local_span is None
+                               else select_span_rows(gen, parsed.local_span))
+            if (getattr(self.glcot, 'mode', 'glcot') == 'glcot' and not empty[-1]
+                    and answer_not_in_region(parsed.answer, parsed.local_text)):
+                self.note(oc, 'answer_not_in_region', s, f'answer {parsed.answer!r} is not in '
+                          f'the region text {parsed.local_text!r}')
             s.set_metainfo(dict(pred_text=gen.text, pred_answer=parsed.answer,
                                 glcot_fallback=parsed.fallback))
-        coarse = self._coarse(maps)
+        coarse = self._consistency(self._coarse(maps), region_maps, data_samples, outcomes)
         geoms = self._geometries(inputs, maps)
         keys = [None if self.training else s.metainfo.get('img_path') for s in data_samples]
         masks, points = self._refine(inputs, coarse, geoms, keys)
@@ -237,6 +273,29 @@ class CRSeg(BaseReasonSegmentor):
             s.set_data(dict(coarse_logits=PixelData(data=c[None].float().cpu())))
         return self.write_predictions([None if e else m for m, e in zip(masks, empty)],
                                       data_samples, outcomes)
+
+    def _consistency(self, coarse: List[Tensor], region_maps: List[Optional[Tensor]],
+                     data_samples, outcomes) -> List[Tensor]:
+        """Region coarse maps, ``map_agreement`` per sample, and the map ``map_source`` picks."""
+        idx = [i for i, r in enumerate(region_maps) if r is not None]
+        region = dict(zip(idx, self._coarse([region_maps[i] for i in idx]))) if idx else {}
+        chosen = []
+        for i, (c, s, oc) in enumerate(zip(coarse, data_samples, outcomes)):
+            r = region.get(i)
+            agr = None if r is None else map_agreement(c, r, self.agreement_top_frac)
+            s.set_metainfo(dict(map_agreement=agr))
+            if agr is not None and agr['pearson'] < self.agreement_threshold:
+                self.note(oc, 'maps_disagree', s, f"answer and region maps disagree: Pearson "
+                          f"{agr['pearson']:.3f} < {self.agreement_threshold}")
+            if r is None and self.map_source != 'answer':
+                self.note(oc, 'region_missing', s, 'no region tokens in the response; '
+                          'using the answer map')
+            m, switched = choose_map(self.map_source, c, r, agr, self.agreement_threshold)
+            if switched:
+                self.note(oc, 'map_fallback', s, f"map agreement {agr['pearson']:.3f} < "
+                          f'{self.agreement_threshold}: using the region map')
+            chosen.append(m)
+        return chosen
 
     def _forward(self, inputs: List[Tensor], data_samples=None) -> List[Tensor]:
         """One ``[1, h, w]`` coarse logit map per sample (the teacher-forced pass)."""

@@ -5,6 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from crseg.models.segmentors import CRSeg
 from crseg.registry import MODELS
 
 
@@ -70,7 +71,7 @@ def test_outcomes_counted_as_crseg_counts_them(ao_cfg, model_cfg, batch, monkeyp
     got = []
     for cfg in (ao_cfg, crseg):
         model = MODELS.build(cfg).eval()
-        assert model.OUTCOMES == ('parse_fallback', 'row_fallback', 'point_fallback')
+        assert model.OUTCOMES == CRSeg.OUTCOMES  # the same path, the same outcomes
         real_generate = model.mllm.generate
 
         def say(images, prompts, capture=None, real_generate=real_generate, **kw):
@@ -86,8 +87,8 @@ def test_outcomes_counted_as_crseg_counts_them(ao_cfg, model_cfg, batch, monkeyp
         assert not hasattr(model, 'num_parse_failures')
     assert got[0] == got[1]
     assert [o['parse_failure'] for o in got[0]] == [1, 0, 1, 0]
-    assert all(set(o) == {'parse_fallback', 'row_fallback', 'point_fallback',
-                          'parse_failure'} for o in got[0])
+    assert all(set(o) == set(CRSeg.OUTCOMES) | {'parse_failure'} for o in got[0])
+    assert all(o['answer_not_in_region'] == 1 for o in got[0])  # no region part
 
 
 def test_sam_from_peaks_variant(ao_cfg, batch, tiny_sam_arch, monkeypatch):

@@ -161,7 +161,7 @@ def test_outcomes_in_every_predicted_sample(model_cfg, batch):
     model = _build(model_cfg)
     model.eval()
     out = model.predict(**model.data_preprocessor(batch, False))
-    assert model.OUTCOMES == ('parse_fallback', 'row_fallback', 'point_fallback')
+    assert model.OUTCOMES[:3] == ('parse_fallback', 'row_fallback', 'point_fallback')
     for s in out:
         oc = s.metainfo['outcomes']
         assert set(oc) == set(model.OUTCOMES) | {'parse_failure'}

@@ -1,0 +1,35 @@
+"""tools/analysis_tools/glcot_consistency.py on four tiny samples."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_consistency_summary_on_four_samples(tmp_path, synth_root, tiny_llava_dir,
+                                             tiny_sam_arch):
+    cfg = tmp_path / 'tiny.py'
+    cfg.write_text(
+        f"_base_ = ['{ROOT}/configs/crseg/crseg_tinyllava_tinysam_synthreason.py']\n"
+        f"model = dict(mllm=dict(pretrained='{tiny_llava_dir}', max_new_tokens=24), "
+        f"refiner=dict(arch={tiny_sam_arch!r}))\n"
+        f"test_dataloader = dict(batch_size=2, dataset=dict(data_root='{synth_root}'))\n")
+    out = tmp_path / 'summary.json'
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, 'tools/analysis_tools/glcot_consistency.py', str(cfg),
+                        'none', '--limit', '4', '--out', str(out)], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(out.read_text())
+    assert s['num_samples'] == 4
+    # the per-sample IoU it computes averages to the metric's gIoU (LISA protocol)
+    assert abs(s['gIoU'] - s['metrics']['gIoU']) < 1e-6
+    for key in ('answer_not_in_region', 'maps_disagree'):
+        share = s[key]['share']
+        assert abs(share * 4 - s['metrics'][f'n_{key}']) < 1e-9
+        groups = [g for g in (s[key]['gIoU_if_1'], s[key]['gIoU_if_0']) if g is not None]
+        assert groups and all(0 <= g <= 100 for g in groups)
+    if s['with_region_map']:
+        assert -1 <= s['pearson_q1'] <= s['pearson_median'] <= s['pearson_q3'] <= 1

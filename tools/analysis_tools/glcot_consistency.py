@@ -1,0 +1,104 @@
+"""GLCoT consistency of a CR-Seg checkpoint: map agreement, answer-in-region, IoU by group.
+
+Runs ``runner.test()`` on the config's test set (the usual ``ReasonSegMetric`` gives gIoU /
+cIoU and the outcome counts) and reads what CRSeg wrote into each predicted sample
+(``map_agreement``, ``outcomes``), with each sample's IoU (LISA protocol: 255 ignored, an empty
+union scores 1). Prints, and writes as JSON with ``--out``: the agreement's mean / median /
+quartiles, the shares of ``answer_not_in_region`` and ``maps_disagree``, and the gIoU of the
+samples in each group, e.g.::
+
+    python tools/analysis_tools/glcot_consistency.py \\
+        configs/crseg/crseg_tinyllava_tinysam_synthreason.py work_dirs/demo/crseg/iter_800.pth \\
+        --cfg-options test_dataloader.dataset.data_root=data/synthreason
+"""
+import argparse
+import json
+import statistics
+import tempfile
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+
+from crseg.utils import register_all_modules
+
+
+class Collect(Hook):
+    """Keeps each predicted sample's consistency fields and IoU."""
+
+    def __init__(self):
+        self.rows = []
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        for s in outputs:
+            pred, gt = s.pred_sem_seg.data[0].bool(), s.gt_sem_seg.data[0]
+            valid = gt != 255
+            tgt = (gt == 1) & valid
+            inter = (pred & tgt).sum().item()
+            union = ((pred & valid) | tgt).sum().item()
+            self.rows.append(dict(iou=1.0 if union == 0 else inter / union,
+                                  agreement=s.metainfo.get('map_agreement'),
+                                  outcomes=s.metainfo.get('outcomes', {}),
+                                  answer=s.metainfo.get('pred_answer')))
+
+
+def _giou(rows):
+    return None if not rows else 100 * sum(r['iou'] for r in rows) / len(rows)
+
+
+def summarise(rows) -> dict:
+    pearson = sorted(r['agreement']['pearson'] for r in rows if r['agreement'])
+    top = [r['agreement']['top_iou'] for r in rows if r['agreement']]
+    out = dict(num_samples=len(rows), with_region_map=len(pearson), gIoU=_giou(rows))
+    if pearson:
+        q = statistics.quantiles(pearson, n=4) if len(pearson) > 1 else pearson * 3
+        out.update(pearson_mean=statistics.fmean(pearson), pearson_q1=q[0],
+                   pearson_median=q[1], pearson_q3=q[2], top_iou_mean=statistics.fmean(top))
+    for key in ('answer_not_in_region', 'maps_disagree', 'map_fallback', 'region_missing'):
+        yes = [r for r in rows if r['outcomes'].get(key)]
+        no = [r for r in rows if not r['outcomes'].get(key)]
+        out[key] = dict(share=len(yes) / max(1, len(rows)), gIoU_if_1=_giou(yes),
+                        gIoU_if_0=_giou(no))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('config')
+    p.add_argument('checkpoint', help="checkpoint, or 'none' for the config's weights")
+    p.add_argument('--limit', type=int, default=None, help='first N test samples')
+    p.add_argument('--out', default=None, help='JSON file for the summary')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
+    args = p.parse_args()
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if cfg.model.get('type') not in ('CRSeg', 'AttentionOnlySegmentor'):
+        raise SystemExit(f"{args.config}: model type {cfg.model.get('type')!r} writes no "
+                         'map_agreement (CRSeg and AttentionOnlySegmentor do)')
+    cfg.test_dataloader.num_workers, cfg.test_dataloader.persistent_workers = 0, False
+    if args.limit:
+        cfg.test_dataloader.dataset.indices = args.limit
+    cfg.test_evaluator = dict(type='ReasonSegMetric')
+    cfg.test_cfg = cfg.get('test_cfg') or dict(type='TestLoop')
+    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
+    cfg.resume, cfg.launcher = False, 'none'
+    cfg.work_dir = tempfile.mkdtemp(prefix='glcot_consistency_')
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    runner = Runner.from_cfg(cfg)
+    collect = Collect()
+    runner.register_hook(collect)
+    with torch.no_grad():
+        metrics = runner.test()
+    summary = dict(config=args.config, checkpoint=args.checkpoint,
+                   metrics={k: v for k, v in metrics.items()}, **summarise(collect.rows))
+    text = json.dumps(summary, indent=2, default=float)
+    print(text)
+    if args.out:
+        with open(args.out, 'w', encoding='utf-8') as f:
+            f.write(text + '\n')
+
+
+if __name__ == '__main__':
+    main()
