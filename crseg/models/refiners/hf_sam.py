@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
 
-from .base import BaseRefiner, RefinerOutput, RefinerPrompts
+from .base import RefinerOutput, RefinerPrompts
+from .cached_encoder import CachedEncoderRefiner
 from .embedding_cache import EmbeddingCache
 from .inputs import (check_images, check_keys, split_boxes, split_masks, split_per_image,
                      split_points)
@@ -62,7 +63,7 @@ def _clear_cache(module, *args) -> None:
     module.cache.clear()  # embeddings of the old encoder weights (a load_state_dict pre-hook)
 
 
-class HFSamRefiner(BaseRefiner):
+class HFSamRefiner(CachedEncoderRefiner):
     """A :class:`BaseRefiner` on a transformers SAM 2-family model (abstract: see the
     subclasses for the model each takes).
 
@@ -132,7 +133,7 @@ class HFSamRefiner(BaseRefiner):
                            prompt_encoder=not train_prompt_encoder,
                            mask_decoder=not train_decoder)
         for part, frozen in self.frozen.items():
-            for module in self._parts(part):
+            for module in self.part_modules(part):
                 module.requires_grad_(not frozen)
         self.multimask_output = multimask_output
         self.mask_pad_value = mask_pad_value
@@ -179,7 +180,7 @@ class HFSamRefiner(BaseRefiner):
                              f'the prompt encoder expects {self.img_size} px square inputs')
         return proc
 
-    def _parts(self, part: str) -> List:
+    def part_modules(self, part: str) -> List:
         """The modules / parameters of a part: the image encoder includes the no-memory
         embedding added to its output; the prompt encoder the image-wide position
         embedding (a buffer)."""
@@ -207,27 +208,6 @@ class HFSamRefiner(BaseRefiner):
     @property
     def device(self) -> torch.device:
         return self.model.no_memory_embedding.device
-
-    @property
-    def encoder_trainable(self) -> bool:
-        return not self.frozen['image_encoder']
-
-    @property
-    def use_cache(self) -> bool:
-        """Cached embeddings are valid only while the encoder cannot change."""
-        return self.cache.enabled and (not self.encoder_trainable or not self.training)
-
-    def train(self, mode: bool = True) -> 'HFSamRefiner':
-        """Set train/eval mode, keeping frozen parts in eval mode."""
-        super().train(mode)
-        for part, frozen in self.frozen.items():
-            if frozen:
-                for module in self._parts(part):
-                    if isinstance(module, torch.nn.Module):
-                        module.eval()
-        if mode and self.encoder_trainable:
-            self.cache.clear()
-        return self
 
     # ------------------------------------------------------------ encoder
     @property

@@ -30,7 +30,8 @@ from torch import Tensor
 from torchvision.transforms.functional import resize, to_pil_image
 
 from crseg.registry import MODELS
-from .base import BaseRefiner, RefinerOutput, RefinerPrompts
+from .base import RefinerOutput, RefinerPrompts
+from .cached_encoder import CachedEncoderRefiner
 from .embedding_cache import EmbeddingCache
 from .inputs import (check_images, check_keys, split_boxes, split_masks, split_per_image,
                      split_points)
@@ -45,7 +46,7 @@ def _load_pre_hook(module, state_dict, prefix, *args):
 
 
 @MODELS.register_module()
-class SAMRefiner(BaseRefiner):
+class SAMRefiner(CachedEncoderRefiner):
     """Refine a coarse mask with SAM (``segment_anything``); a :class:`BaseRefiner`.
 
     Takes points (+ labels), boxes, mask logits and learned embeddings (``[SEG]``, width
@@ -137,26 +138,8 @@ class SAMRefiner(BaseRefiner):
         """Size of the mask prompt: 4x the embedding grid (256 for SAM)."""
         return tuple(self.sam.prompt_encoder.mask_input_size)
 
-    @property
-    def encoder_trainable(self) -> bool:
-        return not self.frozen['image_encoder']
-
-    @property
-    def use_cache(self) -> bool:
-        """Cached embeddings are valid only while the encoder cannot change."""
-        return self.cache.enabled and (not self.encoder_trainable
-                                       or not self.training)
-
-    # --------------------------------------------------- frozen-part upkeep
-    def train(self, mode: bool = True) -> 'SAMRefiner':
-        """Set train/eval mode, keeping frozen parts in eval mode."""
-        super().train(mode)
-        for part, frozen in self.frozen.items():
-            if frozen:
-                getattr(self.sam, part).eval()
-        if mode and self.encoder_trainable:
-            self.cache.clear()
-        return self
+    def part_modules(self, part: str) -> list:
+        return [getattr(self.sam, part)]
 
     # -------------------------------------------------------------- encoder
     def input_size(self, h: int, w: int) -> tuple:
