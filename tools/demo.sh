@@ -25,6 +25,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 START=$(date +%s)
 say() { echo "[crseg demo $(( $(date +%s) - START ))s] $*"; }
 
+$PY tools/misc/demo_steps.py check --data "$DATA" --num-train "$NUM_TRAIN" --num-val "$NUM_VAL" \
+    --align-iters "$ALIGN_ITERS" --main-iters "$MAIN_ITERS"
 say "data and the tiny LLaVA (made when missing): $DATA, $MLLM"
 $PY tools/misc/demo_steps.py prepare --data "$DATA" --mllm "$MLLM" --num-train "$NUM_TRAIN" \
     --num-val "$NUM_VAL"
@@ -62,5 +64,5 @@ grep -E "^(response|answer|mask)" "$WORK/demo.log" || fail "tools/demo.py printe
     "$WORK/demo.log"
 say "done in $(( $(date +%s) - START )) s"
 echo
-$PY tools/misc/demo_steps.py metrics "$WORK/test.log"
+$PY tools/misc/demo_steps.py metrics "$WORK/test.log" --reference README.md
 echo "pictures: $WORK/pictures  demo picture: $WORK/demo"

@@ -133,7 +133,48 @@ def test_demo_sh_stops_on_a_failing_step(tmp_path, demo_fails):
     else:
         assert r.returncode == 0, r.stderr[-2000:]
         assert '| gIoU | 12.5000 |' in r.stdout and 'answer: y' in r.stdout
+        assert "README's recorded run: gIoU " in r.stdout
+        assert 'this run: gIoU 12.5 / cIoU 10.0' in r.stdout
         assert f"tools/demo.py on {data / 'val' / 'a.jpg'}: \"the red circle\"" in r.stdout
+
+
+def test_reference_line_compares_with_the_readme_marker(tmp_path):
+    log, readme = tmp_path / 'test.log', tmp_path / 'README.md'
+    log.write_text('Iter(test) [200/200]  gIoU: 41.5000  cIoU: 38.0000  num_samples: 200\n')
+    readme.write_text('text\n<!-- demo-reference: gIoU=44.0 cIoU=37.2 -->\n')
+    assert _tool().reference_line(str(log), str(readme)) == (
+        "README's recorded run: gIoU 44.0 / cIoU 37.2; this run: gIoU 41.5 / cIoU 38.0 "
+        '(-2.5 / +0.8)')
+    readme.write_text('no marker')
+    r = _run('metrics', log, '--reference', readme)
+    assert r.returncode == 1 and 'no "<!-- demo-reference' in r.stderr
+
+
+def test_the_readme_carries_the_reference_marker():
+    text = open(os.path.join(ROOT, 'README.md'), encoding='utf-8').read()
+    assert _tool().REFERENCE_RE.search(text)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--align-iters', '0'], 'DEMO_ALIGN_ITERS=\'0\': expected a whole number >= 1'),
+    (['--main-iters', 'ten'], "DEMO_MAIN_ITERS='ten': expected a whole number >= 1"),
+    (['--num-val', '2.5'], "DEMO_NUM_VAL='2.5': expected a whole number >= 1"),
+    (['--data', '/no/such/folder/synth'], 'its folder /no/such/folder does not exist'),
+])
+def test_check_refuses_senseless_overrides(tmp_path, args, message):
+    base = ['--data', str(tmp_path / 'data'), '--num-train', '20', '--num-val', '4']
+    r = _run('check', *base, *args)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert _run('check', *base).returncode == 0
+
+
+def test_demo_sh_checks_overrides_before_any_work(tmp_path):
+    env = dict(os.environ, DEMO_MAIN_ITERS='0', DEMO_DATA=str(tmp_path / 'data'),
+               PY=sys.executable)
+    r = subprocess.run(['bash', os.path.join(ROOT, 'tools', 'demo.sh')], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and 'DEMO_MAIN_ITERS' in r.stderr
+    assert not (tmp_path / 'data').exists()  # nothing generated
 
 
 def test_both_scripts_share_the_preparation():

@@ -3,7 +3,9 @@
     python tools/misc/demo_steps.py prepare --data data/synthreason \\
         --mllm data/tiny_models/llava_synthreason [--num-train 2000] [--num-val 200]
     python tools/misc/demo_steps.py query data/synthreason/val     # "IMAGE<TAB>QUERY"
-    python tools/misc/demo_steps.py metrics work_dirs/demo/test.log
+    python tools/misc/demo_steps.py metrics work_dirs/demo/test.log [--reference README.md]
+    python tools/misc/demo_steps.py check --data DIR --num-train N --num-val N \
+        [--align-iters N] [--main-iters N]
 
 ``prepare`` makes what is missing, each step only once (re-runs reuse them):
 
@@ -14,8 +16,12 @@
    text of the training split plus the prompt instructions the model will read).
 
 ``query`` prints the first image of a split folder and its first query; ``metrics`` prints the
-last test metrics of a ``tools/test.py`` log as a markdown table. Every step exits non-zero with
-a message naming what failed.
+last test metrics of a ``tools/test.py`` log as a markdown table and, with ``--reference``, one
+line comparing them with the figure the README records for the default run (the
+``<!-- demo-reference: gIoU=.. cIoU=.. -->`` marker in its ``make demo`` section). ``check``
+validates the ``DEMO_*`` overrides before anything runs: counts and iterations must be whole
+numbers >= 1, and the data folder's parent must exist. Every step exits non-zero with a message
+naming what failed.
 """
 import argparse
 import glob
@@ -85,6 +91,42 @@ def metrics_table(log_path: str) -> str:
     return '\n'.join(['| metric | value |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows])
 
 
+REFERENCE_RE = re.compile(r'<!-- demo-reference: gIoU=([0-9.]+) cIoU=([0-9.]+) -->')
+
+
+def reference_line(log_path: str, readme: str) -> str:
+    """One line: this run's gIoU / cIoU against the README's recorded default run."""
+    with open(readme, encoding='utf-8') as f:
+        m = REFERENCE_RE.search(f.read())
+    if m is None:
+        raise ValueError(f'{readme} has no "<!-- demo-reference: gIoU=.. cIoU=.. -->" marker')
+    ref = dict(gIoU=float(m.group(1)), cIoU=float(m.group(2)))
+    with open(log_path, encoding='utf-8') as f:
+        last = re.findall(r'Iter\(test\).*', f.read())[-1]
+    got = {k: float(v) for k, v in re.findall(r'\b(gIoU|cIoU): ([0-9.]+)', last)}
+    if set(got) != {'gIoU', 'cIoU'}:
+        raise ValueError(f'no gIoU / cIoU in the last test line of {log_path}')
+    diff = {k: got[k] - ref[k] for k in ref}
+    return (f"README's recorded run: gIoU {ref['gIoU']:.1f} / cIoU {ref['cIoU']:.1f}; this run: "
+            f"gIoU {got['gIoU']:.1f} / cIoU {got['cIoU']:.1f} "
+            f"({diff['gIoU']:+.1f} / {diff['cIoU']:+.1f})")
+
+
+def check_overrides(data: str, counts: dict) -> None:
+    """Raise a ValueError naming the DEMO_* variable whose value makes no sense."""
+    for name, value in counts.items():
+        if value in (None, ''):
+            continue
+        if not re.fullmatch(r'[0-9]+', str(value).strip()) or int(value) < 1:
+            raise ValueError(f'{name}={value!r}: expected a whole number >= 1')
+    parent = osp.dirname(osp.abspath(data))
+    if not osp.isdir(parent):
+        raise ValueError(f'DEMO_DATA={data!r}: its folder {parent} does not exist (the demo '
+                         'generates SynthReason into DEMO_DATA; create the parent folder first)')
+    if osp.exists(data) and not osp.isdir(data):
+        raise ValueError(f'DEMO_DATA={data!r} is a file, not a folder')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='step', required=True)
@@ -98,6 +140,12 @@ def parse_args(argv=None):
     q.add_argument('split_dir')
     m = sub.add_parser('metrics', help='the test metrics of a tools/test.py log')
     m.add_argument('log')
+    m.add_argument('--reference', default=None,
+                   help="README with the recorded run's <!-- demo-reference --> marker")
+    c = sub.add_parser('check', help='validate the DEMO_* overrides before anything runs')
+    c.add_argument('--data', required=True)
+    for opt in ('--num-train', '--num-val', '--align-iters', '--main-iters'):
+        c.add_argument(opt, default=None)
     return p.parse_args(argv)
 
 
@@ -110,8 +158,15 @@ def main(argv=None) -> int:
             prepare_mllm(args.data, args.mllm)
         elif args.step == 'query':
             print('\t'.join(first_query(args.split_dir)))
+        elif args.step == 'check':
+            check_overrides(args.data, {'DEMO_NUM_TRAIN': args.num_train,
+                                        'DEMO_NUM_VAL': args.num_val,
+                                        'DEMO_ALIGN_ITERS': args.align_iters,
+                                        'DEMO_MAIN_ITERS': args.main_iters})
         else:
             print(metrics_table(args.log))
+            if args.reference:
+                print(reference_line(args.log, args.reference))
     except (OSError, ValueError, KeyError, IndexError, subprocess.CalledProcessError) as e:
         print(f'demo_steps.py {args.step}: {type(e).__name__}: {e}', file=sys.stderr)
         return 1
