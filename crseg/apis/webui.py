@@ -53,8 +53,10 @@ def check_query(query: Optional[str], limits: Limits) -> str:
     return text
 
 
-def load_image(path: Optional[str], limits: Limits, work_dir: str) -> Tuple[str, str]:
-    """Read, check, maybe resize, and store the upload as ``<sha1>.png``; -> (path, note)."""
+def load_image(path: Optional[str], limits: Limits,
+               work_dir: str) -> Tuple[str, str, np.ndarray]:
+    """Read, check, maybe resize, and store the upload as ``<sha1>.png``;
+    -> (stored path, note, the RGB pixels stored)."""
     if not path:
         raise RequestError('No image: upload a picture (PNG, JPEG, ...) first.')
     name = osp.basename(path)
@@ -80,7 +82,7 @@ def load_image(path: Optional[str], limits: Limits, work_dir: str) -> Tuple[str,
     if not osp.exists(out):
         os.makedirs(osp.dirname(out), exist_ok=True)
         rgb.save(out)
-    return out, note
+    return out, note, pixels
 
 
 def response_spans(text: str, answer_span: Optional[Tuple[int, int]]) -> List[tuple]:
@@ -134,9 +136,8 @@ class WebDemo:
 
     def __call__(self, image_path: Optional[str], query: Optional[str]) -> dict:
         text = check_query(query, self.limits)
-        path, note = load_image(image_path, self.limits, self.work_dir)
+        path, note, image = load_image(image_path, self.limits, self.work_dir)
         sample = self.inferencer(path, text)
-        image = np.asarray(Image.open(path).convert('RGB'))
         overlay, heat, mask = render(image, sample)
         self.count += 1
         mask_path = osp.join(self.work_dir, 'masks', f'mask_{self.count:05d}.png')
