@@ -21,6 +21,7 @@ from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from crseg.glcot import GLCoT
 from crseg.utils import register_all_modules
 
 
@@ -40,11 +41,45 @@ class Collect(Hook):
             self.rows.append(dict(iou=1.0 if union == 0 else inter / union,
                                   agreement=s.metainfo.get('map_agreement'),
                                   outcomes=s.metainfo.get('outcomes', {}),
-                                  answer=s.metainfo.get('pred_answer')))
+                                  answer=s.metainfo.get('pred_answer'),
+                                  text=s.metainfo.get('pred_text', ''),
+                                  gt=s.metainfo.get('glcot'),
+                                  query_type=s.metainfo.get('query_type')))
 
 
 def _giou(rows):
     return None if not rows else 100 * sum(r['iou'] for r in rows) / len(rows)
+
+
+def _norm(text) -> str:
+    return ' '.join(str(text or '').lower().strip(' .').split())
+
+
+def reasoning(rows) -> dict:
+    """What the reasoning got right, per query type, where the samples carry a GLCoT target:
+    ``answer_acc`` (the parsed answer equals the target's, case and spacing ignored),
+    ``scene_acc`` (the generated scene line equals the target's ``global`` line), and the gIoU of
+    the samples whose answer is right / wrong, so a low gIoU splits into "named the wrong
+    object" and "segmented the named object badly"."""
+    groups = {}
+    glcot = GLCoT(mode='glcot')
+    for r in rows:
+        if not r['gt']:
+            continue
+        parsed = glcot.parse(r['text'])
+        right = _norm(r['answer']) == _norm(r['gt']['answer'])
+        scene = _norm(parsed.global_text) == _norm(r['gt']['global'])
+        for key in ('all', r['query_type'] or 'untyped'):
+            groups.setdefault(key, []).append((right, scene, r['iou']))
+    out = {}
+    for key, g in sorted(groups.items()):
+        rights = [iou for ok, _, iou in g if ok]
+        wrongs = [iou for ok, _, iou in g if not ok]
+        out[key] = dict(n=len(g), answer_acc=100 * len(rights) / len(g),
+                        scene_acc=100 * sum(sc for _, sc, _ in g) / len(g),
+                        gIoU_answer_right=100 * statistics.fmean(rights) if rights else None,
+                        gIoU_answer_wrong=100 * statistics.fmean(wrongs) if wrongs else None)
+    return out
 
 
 def summarise(rows) -> dict:
@@ -92,7 +127,8 @@ def main():
     with torch.no_grad():
         metrics = runner.test()
     summary = dict(config=args.config, checkpoint=args.checkpoint,
-                   metrics={k: v for k, v in metrics.items()}, **summarise(collect.rows))
+                   metrics={k: v for k, v in metrics.items()}, **summarise(collect.rows),
+                   reasoning=reasoning(collect.rows))
     text = json.dumps(summary, indent=2, default=float)
     print(text)
     if args.out:

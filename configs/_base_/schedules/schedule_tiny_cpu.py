@@ -1,5 +1,7 @@
 # The tiny default's budget on 2 CPU cores: iteration-based, AdamW, linear warm-up
-# then cosine decay. Stages override max_iters (see configs/crseg/).
+# then cosine decay to the loop's last iteration (the cosine's `end` is left to mmengine,
+# which sets it to train_cfg.max_iters), so a stage, a baseline or
+# `--cfg-options train_cfg.max_iters=N` changes one number and the schedule follows.
 max_iters = 800
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -7,7 +9,7 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
-    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, eta_min=1e-5),
 ]
 # No validation during training: `tools/test.py` evaluates the final checkpoint.
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10 * max_iters)
