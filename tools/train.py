@@ -36,8 +36,8 @@ from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_str
 from crseg.utils import register_all_modules
 from crseg.utils.cfg_options import CfgOptionsAction
 from crseg.utils.checkpoint_policy import check_checkpoint_file
-from crseg.utils.tool_utils import (check_optim_wrapper_device, load_config, lock_work_dir,
-                                    setup_work_dir)
+from crseg.utils.tool_utils import (check_optim_wrapper_device, fit_param_schedulers,
+                                    load_config, lock_work_dir, setup_work_dir)
 
 STRATEGY_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                         'configs', '_base_', 'strategies')
@@ -151,6 +151,7 @@ def main():
                          'pytorch under torchrun; for a plain single-process run drop --strategy')
     check_world_size(cfg, world_size_from_env() if args.launcher != 'none' else 1)
     check_optim_wrapper_device(cfg)
+    fit_param_schedulers(cfg)
     if args.launcher != 'none' and cfg.get('strategy') is None:
         ddp_wrapper_for_plain_runner(cfg)
     if args.launcher == 'pytorch':

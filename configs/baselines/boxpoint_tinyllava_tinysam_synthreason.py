@@ -3,7 +3,7 @@
 _base_ = [
     '../_base_/models/boxpoint_tinyllava_tinysam.py',
     '../_base_/datasets/synthreason.py',
-    '../_base_/schedules/schedule_tiny_cpu_budget.py',
+    '../_base_/schedules/schedule_tiny_cpu.py',
     '../_base_/default_runtime.py',
 ]
 # Evaluated with tools/test.py / tools/benchmark.py, not during training.

@@ -7,6 +7,10 @@
   accelerator; on a CPU-only machine the run stops before any work with the exact flag
   for a CPU run (``--cfg-options optim_wrapper.type=OptimWrapper``), and the AMP-only keys
   (``dtype``, ``loss_scale``) a plain ``OptimWrapper`` does not take are dropped (logged);
+* :func:`fit_param_schedulers`: an iteration-based scheduler that would begin at or after the
+  train loop's last iteration (a warm-up-then-cosine schedule on a run shorter than its
+  warm-up, e.g. a smoke run with ``train_cfg.max_iters=20``) is dropped, logged, instead of
+  mmengine refusing its default ``end`` (= max_iters) as "not larger than begin";
 * :func:`lock_work_dir`: one training per work dir at a time (an exclusive ``flock`` held
   for the life of the process; a second run is refused naming the first one's pid).
 """
@@ -41,6 +45,25 @@ def setup_work_dir(cfg: Config, config_path: str, work_dir: Optional[str] = None
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def fit_param_schedulers(cfg: Config) -> None:
+    """Drop the iteration-based ``param_scheduler`` entries that begin at or after
+    ``train_cfg.max_iters`` (they would never act; logged)."""
+    max_iters = (cfg.get('train_cfg') or {}).get('max_iters')
+    scheds = cfg.get('param_scheduler')
+    if max_iters is None or not isinstance(scheds, (list, tuple)):
+        return
+    kept = []
+    for i, s in enumerate(scheds):
+        if isinstance(s, dict) and s.get('by_epoch', True) is False and \
+                s.get('begin', 0) >= max_iters:
+            print_log(f"param_scheduler[{i}] ({s.get('type')}, begin={s.get('begin')}) starts "
+                      f'at or after the last iteration (train_cfg.max_iters={max_iters}); '
+                      'dropped for this run', logger='current', level=logging.WARNING)
+            continue
+        kept.append(s)
+    cfg.param_scheduler = kept
 
 
 def _has_accelerator() -> bool:

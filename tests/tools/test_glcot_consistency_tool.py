@@ -33,3 +33,28 @@ def test_consistency_summary_on_four_samples(tmp_path, synth_root, tiny_llava_di
         assert groups and all(0 <= g <= 100 for g in groups)
     if s['with_region_map']:
         assert -1 <= s['pearson_q1'] <= s['pearson_median'] <= s['pearson_q3'] <= 1
+    # reasoning accuracy: every sample counted once under 'all' and once under its type
+    rs = s['reasoning']
+    assert rs['all']['n'] == 4
+    assert sum(v['n'] for k, v in rs.items() if k != 'all') == 4
+    for v in rs.values():
+        assert 0 <= v['answer_acc'] <= 100 and 0 <= v['scene_acc'] <= 100
+
+
+def test_reasoning_scores_against_the_glcot_target():
+    """Written from the rules in the docstring: case, spacing and a final full stop ignored."""
+    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+    from glcot_consistency import reasoning
+    gt = {'global': '2 objects: red star top; blue circle left.', 'local': 'x',
+          'answer': 'the red star'}
+    rows = [dict(gt=gt, query_type='attribute', iou=1.0, answer='The red  star.',
+                 text='scene: 2 objects: red star top; blue circle left.\nregion: x\n'
+                      'answer: The red  star.'),
+            dict(gt=gt, query_type='negation', iou=0.0, answer='the blue circle',
+                 text='scene: 1 objects: blue circle left.\nregion: x\nanswer: the blue circle'),
+            dict(gt=None, query_type='attribute', iou=0.5, answer='a', text='a')]
+    out = reasoning(rows)
+    assert out['all'] == dict(n=2, answer_acc=50.0, scene_acc=50.0, gIoU_answer_right=100.0,
+                              gIoU_answer_wrong=0.0)
+    assert out['attribute']['answer_acc'] == 100.0 and out['negation']['answer_acc'] == 0.0
+    assert out['negation']['gIoU_answer_right'] is None

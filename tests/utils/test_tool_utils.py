@@ -80,3 +80,38 @@ def test_second_training_in_a_work_dir_is_refused(tmp_path):
     for f in tool_utils._LOCKS:  # release this test's lock
         f.close()
     tool_utils._LOCKS.clear()
+
+
+def test_fit_param_schedulers_drops_what_would_begin_after_the_end():
+    from mmengine.config import Config
+    from crseg.utils.tool_utils import fit_param_schedulers
+    warm = dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50)
+    cos = dict(type='CosineAnnealingLR', by_epoch=False, begin=50, eta_min=1e-5)
+    short = Config(dict(train_cfg=dict(max_iters=20), param_scheduler=[warm, cos]))
+    fit_param_schedulers(short)
+    assert [s['type'] for s in short.param_scheduler] == ['LinearLR']
+    full = Config(dict(train_cfg=dict(max_iters=800), param_scheduler=[warm, cos]))
+    fit_param_schedulers(full)
+    assert [s['type'] for s in full.param_scheduler] == ['LinearLR', 'CosineAnnealingLR']
+    # epoch-based schedulers are not compared with an iteration count
+    ep = Config(dict(train_cfg=dict(max_iters=5), param_scheduler=[dict(cos, by_epoch=True)]))
+    fit_param_schedulers(ep)
+    assert len(ep.param_scheduler) == 1
+
+
+def test_tiny_schedule_cosine_ends_at_max_iters(tmp_path):
+    """The tiny schedule leaves the cosine's end to mmengine: it follows train_cfg.max_iters."""
+    import copy
+    from pathlib import Path
+    from mmengine.optim import CosineAnnealingLR, OptimWrapper
+    import torch
+    from crseg.utils.tool_utils import load_config
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_config(str(root / 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py'),
+                      {'train_cfg.max_iters': 120})
+    cos = copy.deepcopy(cfg.param_scheduler[1])
+    assert 'end' not in cos  # mmengine's Runner sets end = train_cfg.max_iters
+    cos.pop('type')
+    opt = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    sched = CosineAnnealingLR(opt, end=cfg.train_cfg.max_iters, **cos)
+    assert sched.end == 120 and sched.T_max == 70

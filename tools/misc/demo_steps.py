@@ -5,7 +5,7 @@
     python tools/misc/demo_steps.py query data/synthreason/val     # "IMAGE<TAB>QUERY"
     python tools/misc/demo_steps.py metrics work_dirs/demo/test.log [--reference README.md]
     python tools/misc/demo_steps.py check --data DIR --num-train N --num-val N \
-        [--align-iters N] [--main-iters N]
+        [--align-iters N] [--main-iters N] [--threads N]
 
 ``prepare`` makes what is missing, each step only once (re-runs reuse them):
 
@@ -144,7 +144,7 @@ def parse_args(argv=None):
                    help="README with the recorded run's <!-- demo-reference --> marker")
     c = sub.add_parser('check', help='validate the DEMO_* overrides before anything runs')
     c.add_argument('--data', required=True)
-    for opt in ('--num-train', '--num-val', '--align-iters', '--main-iters'):
+    for opt in ('--num-train', '--num-val', '--align-iters', '--main-iters', '--threads'):
         c.add_argument(opt, default=None)
     return p.parse_args(argv)
 
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
             check_overrides(args.data, {'DEMO_NUM_TRAIN': args.num_train,
                                         'DEMO_NUM_VAL': args.num_val,
                                         'DEMO_ALIGN_ITERS': args.align_iters,
-                                        'DEMO_MAIN_ITERS': args.main_iters})
+                                        'DEMO_MAIN_ITERS': args.main_iters,
+                                        'DEMO_THREADS': args.threads})
         else:
             print(metrics_table(args.log))
             if args.reference:

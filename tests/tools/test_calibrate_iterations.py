@@ -1,0 +1,63 @@
+"""tools/analysis_tools/calibrate_iterations.py: the arithmetic, and one real run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+from calibrate_iterations import budget_seconds, iteration_seconds, iterations_for  # noqa: E402
+
+
+def test_iteration_seconds_skips_the_warmup(tmp_path):
+    f = tmp_path / 'scalars.json'
+    recs = [dict(time=9.0, step=1), dict(time=7.0, step=2), dict(time=1.0, step=3),
+            dict(time=3.0, step=4), dict(lr=0.1, step=4)]
+    f.write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    assert iteration_seconds(str(f), warmup=2) == 2.0
+    with pytest.raises(ValueError, match='after iteration 4'):
+        iteration_seconds(str(f), warmup=4)
+
+
+def test_budget_and_iterations():
+    # CR-Seg-like reference: 300 iterations at 0.4 s + 800 at 0.7 s = 680 s
+    w = budget_seconds([(300, 0.4), (800, 0.7)])
+    assert w == pytest.approx(680.0)
+    assert iterations_for(w, 0.8) == 850  # 850.0
+    assert iterations_for(w, 0.75) == 910  # 906.7 -> nearest ten
+    assert iterations_for(1.0, 5.0) == 10  # never below ten
+    with pytest.raises(ValueError, match='> 0'):
+        iterations_for(w, 0.0)
+    with pytest.raises(ValueError, match='no reference stage'):
+        budget_seconds([])
+
+
+def test_calibrates_a_target_from_a_reference(tmp_path, synth_root, tiny_llava_dir,
+                                              tiny_sam_arch):
+    ref = tmp_path / 'ref.py'
+    ref.write_text(
+        f"_base_ = ['{ROOT}/configs/crseg/crseg_tinyllava_tinysam_align_synthreason.py']\n"
+        f"model = dict(refiner=dict(arch={tiny_sam_arch!r}))\n"
+        "train_dataloader = dict(batch_size=2)\ntrain_cfg = dict(max_iters=50)\n")
+    tgt = tmp_path / 'tgt.py'
+    tgt.write_text(
+        f"_base_ = ['{ROOT}/configs/baselines/attnonly_tinyllava_tinysam_synthreason.py']\n"
+        "train_dataloader = dict(batch_size=2)\n")
+    out = tmp_path / 'cal.json'
+    opts = [f'data_root={synth_root}', f'train_dataloader.dataset.data_root={synth_root}',
+            f'model.mllm.pretrained={tiny_llava_dir}']
+    r = subprocess.run([sys.executable, 'tools/analysis_tools/calibrate_iterations.py',
+                        '--reference', str(ref), '--targets', str(tgt), '--iters', '2',
+                        '--warmup', '1', '--out', str(out), '--cfg-options', *opts],
+                       cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(out.read_text())
+    ref_row, tgt_row = d['rows']
+    assert ref_row['iters'] == 50 and ref_row['role'] == 'reference'
+    assert d['budget_s'] == pytest.approx(50 * ref_row['s_per_iter'])
+    assert tgt_row['iters'] == iterations_for(d['budget_s'], tgt_row['s_per_iter'])
+    assert '| target |' in r.stdout
