@@ -19,6 +19,7 @@ NUM_TRAIN=${DEMO_NUM_TRAIN:-2000}
 NUM_VAL=${DEMO_NUM_VAL:-200}
 ALIGN_ITERS=${DEMO_ALIGN_ITERS:-}
 MAIN_ITERS=${DEMO_MAIN_ITERS:-}
+SEED=${DEMO_SEED:-0}
 ALIGN_CFG=configs/crseg/crseg_tinyllava_tinysam_align_synthreason.py
 MAIN_CFG=configs/crseg/crseg_tinyllava_tinysam_synthreason.py
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -29,14 +30,15 @@ START=$(date +%s)
 say() { echo "[crseg demo $(( $(date +%s) - START ))s] $*"; }
 
 $PY tools/misc/demo_steps.py check --data "$DATA" --num-train "$NUM_TRAIN" --num-val "$NUM_VAL" \
-    --align-iters "$ALIGN_ITERS" --main-iters "$MAIN_ITERS" --threads "$OMP_NUM_THREADS"
+    --align-iters "$ALIGN_ITERS" --main-iters "$MAIN_ITERS" --threads "$OMP_NUM_THREADS" \
+    --seed "$SEED"
 say "data and the tiny LLaVA (made when missing): $DATA, $MLLM"
 $PY tools/misc/demo_steps.py prepare --data "$DATA" --mllm "$MLLM" --num-train "$NUM_TRAIN" \
     --num-val "$NUM_VAL"
 
 opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
       test_dataloader.dataset.data_root="$DATA"
-      model.mllm.pretrained="$MLLM")
+      model.mllm.pretrained="$MLLM" randomness.seed="$SEED")
 last_ckpt() { cat "$1/last_checkpoint"; }
 fail() { echo "[crseg demo] FAILED: $1 (log: $2)" >&2; tail -n 30 "$2" >&2; exit 1; }
 

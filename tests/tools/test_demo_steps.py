@@ -160,6 +160,7 @@ def test_the_readme_carries_the_reference_marker():
     (['--main-iters', 'ten'], "DEMO_MAIN_ITERS='ten': expected a whole number >= 1"),
     (['--num-val', '2.5'], "DEMO_NUM_VAL='2.5': expected a whole number >= 1"),
     (['--threads', 'all'], "DEMO_THREADS='all': expected a whole number >= 1"),
+    (['--seed', '-1'], "DEMO_SEED='-1': expected a whole number >= 0"),
     (['--data', '/no/such/folder/synth'], 'its folder /no/such/folder does not exist'),
 ])
 def test_check_refuses_senseless_overrides(tmp_path, args, message):

@@ -5,7 +5,7 @@
     python tools/misc/demo_steps.py query data/synthreason/val     # "IMAGE<TAB>QUERY"
     python tools/misc/demo_steps.py metrics work_dirs/demo/test.log [--reference README.md]
     python tools/misc/demo_steps.py check --data DIR --num-train N --num-val N \
-        [--align-iters N] [--main-iters N] [--threads N]
+        [--align-iters N] [--main-iters N] [--threads N] [--seed N]
 
 ``prepare`` makes what is missing, each step only once (re-runs reuse them):
 
@@ -112,8 +112,10 @@ def reference_line(log_path: str, readme: str) -> str:
             f"({diff['gIoU']:+.1f} / {diff['cIoU']:+.1f})")
 
 
-def check_overrides(data: str, counts: dict) -> None:
+def check_overrides(data: str, counts: dict, seed=None) -> None:
     """Raise a ValueError naming the DEMO_* variable whose value makes no sense."""
+    if seed not in (None, '') and not re.fullmatch(r'[0-9]+', str(seed).strip()):
+        raise ValueError(f'DEMO_SEED={seed!r}: expected a whole number >= 0')
     for name, value in counts.items():
         if value in (None, ''):
             continue
@@ -144,6 +146,7 @@ def parse_args(argv=None):
                    help="README with the recorded run's <!-- demo-reference --> marker")
     c = sub.add_parser('check', help='validate the DEMO_* overrides before anything runs')
     c.add_argument('--data', required=True)
+    c.add_argument('--seed', default=None)
     for opt in ('--num-train', '--num-val', '--align-iters', '--main-iters', '--threads'):
         c.add_argument(opt, default=None)
     return p.parse_args(argv)
@@ -163,7 +166,7 @@ def main(argv=None) -> int:
                                         'DEMO_NUM_VAL': args.num_val,
                                         'DEMO_ALIGN_ITERS': args.align_iters,
                                         'DEMO_MAIN_ITERS': args.main_iters,
-                                        'DEMO_THREADS': args.threads})
+                                        'DEMO_THREADS': args.threads}, seed=args.seed)
         else:
             print(metrics_table(args.log))
             if args.reference:
