@@ -25,7 +25,6 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # Intra-op threads fixed (the README's figures: 2): a fixed iteration count and seed then give
 # the same numbers run after run; another count may change the last bits of reductions.
 export OMP_NUM_THREADS=${TABLE_THREADS:-2} MKL_NUM_THREADS=${TABLE_THREADS:-2}
-[ -f "$DEMO/crseg/last_checkpoint" ] || DEMO_WORK="$DEMO" bash tools/demo.sh
 opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
       test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
 ckpt() { cat "$1/last_checkpoint"; }
@@ -39,15 +38,16 @@ train() {  # name config [cfg-options...]
   echo "[table] $name trained in $(( $(date +%s) - t0 )) s"
 }
 mkdir -p "$WORK"
-train plain_align configs/crseg/crseg_tinyllava_tinysam_plain_align_synthreason.py
-train plain configs/crseg/crseg_tinyllava_tinysam_plain_synthreason.py \
-    load_from="$(ckpt "$WORK/plain_align")"
 B=configs/baselines
 train segtoken_lisa $B/segtoken_tinyllava_tinysam_synthreason.py
 train segtoken_generate $B/segtoken_generate_tinyllava_tinysam_synthreason.py
 for m in boxpoint attnonly; do
   train "$m" "$B/${m}_tinyllava_tinysam_synthreason.py"
 done
+train plain_align configs/crseg/crseg_tinyllava_tinysam_plain_align_synthreason.py
+train plain configs/crseg/crseg_tinyllava_tinysam_plain_synthreason.py \
+    load_from="$(ckpt "$WORK/plain_align")"
+[ -f "$DEMO/crseg/last_checkpoint" ] || DEMO_WORK="$DEMO" bash tools/demo.sh
 CR=$(ckpt "$DEMO/crseg")
 C=configs/crseg
 $PY tools/benchmark.py \
