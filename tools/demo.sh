@@ -49,7 +49,9 @@ $PY tools/train.py "$ALIGN_CFG" --work-dir "$WORK/align" --cfg-options "${a_opts
 ALIGN_CKPT=$(last_ckpt "$WORK/align")
 
 say "stage 2: CR-Seg (LM + coarse map + SAM), from $ALIGN_CKPT"
-m_opts=("${opts[@]}" load_from="$ALIGN_CKPT")
+# Stage 2 keeps a checkpoint every 200 iterations (README: the gIoU curve over the schedule).
+m_opts=("${opts[@]}" load_from="$ALIGN_CKPT" default_hooks.checkpoint.interval=200
+        default_hooks.checkpoint.max_keep_ckpts=-1)
 [ -n "$MAIN_ITERS" ] && m_opts+=(train_cfg.max_iters="$MAIN_ITERS")
 $PY tools/train.py "$MAIN_CFG" --work-dir "$WORK/crseg" --cfg-options "${m_opts[@]}"
 CKPT=$(last_ckpt "$WORK/crseg")
