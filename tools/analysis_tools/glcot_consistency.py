@@ -4,8 +4,10 @@ Runs ``runner.test()`` on the config's test set (the usual ``ReasonSegMetric`` g
 cIoU and the outcome counts) and reads what CRSeg wrote into each predicted sample
 (``map_agreement``, ``outcomes``), with each sample's IoU (LISA protocol: 255 ignored, an empty
 union scores 1). Prints, and writes as JSON with ``--out``: the agreement's mean / median /
-quartiles, the shares of ``answer_not_in_region`` and ``maps_disagree``, and the gIoU of the
-samples in each group, e.g.::
+quartiles, the shares of ``answer_not_in_region`` and ``maps_disagree``, the gIoU of the
+samples in each group, and ``reasoning``: per query type, how often the parsed answer and the
+generated scene line equal the GLCoT target, with the gIoU of right and wrong answers
+(:func:`reasoning`), e.g.::
 
     python tools/analysis_tools/glcot_consistency.py \\
         configs/crseg/crseg_tinyllava_tinysam_synthreason.py work_dirs/demo/crseg/iter_800.pth \\
