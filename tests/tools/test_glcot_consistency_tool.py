@@ -39,6 +39,7 @@ def test_consistency_summary_on_four_samples(tmp_path, synth_root, tiny_llava_di
     assert sum(v['n'] for k, v in rs.items() if k != 'all') == 4
     for v in rs.values():
         assert 0 <= v['answer_acc'] <= 100 and 0 <= v['scene_acc'] <= 100
+        assert 0 <= v['scene_item_f1'] <= 100
 
 
 def test_reasoning_scores_against_the_glcot_target():
@@ -54,7 +55,8 @@ def test_reasoning_scores_against_the_glcot_target():
                  text='scene: 1 objects: blue circle left.\nregion: x\nanswer: the blue circle'),
             dict(gt=None, query_type='attribute', iou=0.5, answer='a', text='a')]
     out = reasoning(rows)
-    assert out['all'] == dict(n=2, answer_acc=50.0, scene_acc=50.0, gIoU_answer_right=100.0,
-                              gIoU_answer_wrong=0.0)
+    # scene items: 2 of 2 right, then 1 item ("blue circle left") of 1 predicted, 2 in the target
+    assert out['all'] == dict(n=2, answer_acc=50.0, scene_acc=50.0, scene_item_f1=100 * 6 / 7,
+                              gIoU_answer_right=100.0, gIoU_answer_wrong=0.0)
     assert out['attribute']['answer_acc'] == 100.0 and out['negation']['answer_acc'] == 0.0
     assert out['negation']['gIoU_answer_right'] is None

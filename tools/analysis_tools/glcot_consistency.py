@@ -16,6 +16,7 @@ generated scene line equal the GLCoT target, with the gIoU of right and wrong an
 import argparse
 import json
 import statistics
+from collections import Counter
 import tempfile
 
 import torch
@@ -57,12 +58,19 @@ def _norm(text) -> str:
     return ' '.join(str(text or '').lower().strip(' .').split())
 
 
+def _scene_items(text):
+    """A scene line "N objects: a; b; c." as a multiset of its normalised items (order-free)."""
+    body = _norm(text).split(':', 1)[-1]
+    return Counter(i.strip(' .') for i in body.split(';') if i.strip(' .'))
+
+
 def reasoning(rows) -> dict:
     """What the reasoning got right, per query type, where the samples carry a GLCoT target:
-    ``answer_acc`` (the parsed answer equals the target's, case and spacing ignored),
-    ``scene_acc`` (the generated scene line equals the target's ``global`` line), and the gIoU of
-    the samples whose answer is right / wrong, so a low gIoU splits into "named the wrong
-    object" and "segmented the named object badly"."""
+    ``answer_acc`` (the parsed answer equals the target's, case, spacing and a final full stop
+    ignored), ``scene_acc`` (the generated scene line equals the target's ``global`` line),
+    ``scene_item_f1`` (order-free: the F1 of the scene's items, "colour shape region", against
+    the target's, pooled over the samples), and the gIoU of the samples whose answer is right /
+    wrong, so a low gIoU splits into "named the wrong object" and "segmented it badly"."""
     groups = {}
     glcot = GLCoT(mode='glcot')
     for r in rows:
@@ -71,14 +79,18 @@ def reasoning(rows) -> dict:
         parsed = glcot.parse(r['text'])
         right = _norm(r['answer']) == _norm(r['gt']['answer'])
         scene = _norm(parsed.global_text) == _norm(r['gt']['global'])
+        pred, gt = _scene_items(parsed.global_text), _scene_items(r['gt']['global'])
+        counts = (sum((pred & gt).values()), sum(pred.values()), sum(gt.values()))
         for key in ('all', r['query_type'] or 'untyped'):
-            groups.setdefault(key, []).append((right, scene, r['iou']))
+            groups.setdefault(key, []).append((right, scene, r['iou'], counts))
     out = {}
     for key, g in sorted(groups.items()):
-        rights = [iou for ok, _, iou in g if ok]
-        wrongs = [iou for ok, _, iou in g if not ok]
+        rights = [iou for ok, _, iou, _ in g if ok]
+        wrongs = [iou for ok, _, iou, _ in g if not ok]
+        hit, n_pred, n_gt = (sum(c[i] for *_, c in g) for i in range(3))
         out[key] = dict(n=len(g), answer_acc=100 * len(rights) / len(g),
-                        scene_acc=100 * sum(sc for _, sc, _ in g) / len(g),
+                        scene_acc=100 * sum(sc for _, sc, _, _ in g) / len(g),
+                        scene_item_f1=100 * 2 * hit / max(1, n_pred + n_gt),
                         gIoU_answer_right=100 * statistics.fmean(rights) if rights else None,
                         gIoU_answer_wrong=100 * statistics.fmean(wrongs) if wrongs else None)
     return out
