@@ -29,6 +29,9 @@ export OMP_NUM_THREADS=${DEMO_THREADS:-2} MKL_NUM_THREADS=${DEMO_THREADS:-2}
 START=$(date +%s)
 say() { echo "[crseg demo $(( $(date +%s) - START ))s] $*"; }
 
+# The default data folder's parent (data/) is made here: a fresh clone has none. A DEMO_DATA
+# whose parent does not exist is refused by the check (a typo, not a folder to create).
+[ -n "${DEMO_DATA:-}" ] || mkdir -p "$(dirname "$DATA")"
 $PY tools/misc/demo_steps.py check --data "$DATA" --num-train "$NUM_TRAIN" --num-val "$NUM_VAL" \
     --align-iters "$ALIGN_ITERS" --main-iters "$MAIN_ITERS" --threads "$OMP_NUM_THREADS" \
     --seed "$SEED"

@@ -188,3 +188,23 @@ def test_both_scripts_share_the_preparation():
     with open(os.path.join(ROOT, 'tools', 'demo.sh')) as f:
         demo = f.read()
     assert '|| true' not in demo and "<<'PYEOF'" not in demo and '$PY -c' not in demo
+
+
+def test_demo_sh_default_data_folder_in_a_fresh_clone(tmp_path):
+    """A fresh clone has no data/: the default DEMO_DATA must pass the check (its parent is
+    made), and the run goes on to the preparation step (stubbed here)."""
+    clone = tmp_path / 'clone'
+    (clone / 'tools' / 'misc').mkdir(parents=True)
+    for rel in ('tools/demo.sh', 'tools/misc/demo_steps.py'):
+        (clone / rel).write_text(open(os.path.join(ROOT, rel)).read())
+    stub = tmp_path / 'py'
+    stub.write_text('#!/usr/bin/env bash\n'
+                    'if [ "$1 $2" = "tools/misc/demo_steps.py prepare" ]; then\n'
+                    '  echo "stub: prepare reached"; exit 7; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    env = {k: v for k, v in os.environ.items() if not k.startswith('DEMO_')}
+    r = subprocess.run(['bash', str(clone / 'tools' / 'demo.sh')], env=dict(env, PY=str(stub)),
+                       capture_output=True, text=True, timeout=120)
+    assert 'stub: prepare reached' in r.stdout, r.stderr[-2000:]
+    assert r.returncode == 7 and (clone / 'data').is_dir()
