@@ -13,7 +13,7 @@
 #     table does not depend on the machine's speed or load;
 #     the [SEG] baseline twice: LISA's protocol (segtoken_lisa: LISA's prompts, "[SEG]."
 #     teacher-forced in one forward) and the generative variant (segtoken_generate).
-# Writes work_dirs/table/benchmark.{md,json}. Trained runs are reused when present.
+# Writes work_dirs/table/benchmark.{md,json}. Finished runs are reused, interrupted ones resume.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -29,12 +29,21 @@ opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
       test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
 ckpt() { cat "$1/last_checkpoint"; }
 train() {  # name config [cfg-options...]
+  # A finished run (its .done mark) is reused; one killed mid-way resumes from its last
+  # checkpoint (tools/train.py --resume auto), so a long table survives an interruption.
   local name=$1 cfg=$2; shift 2
-  if [ -f "$WORK/$name/last_checkpoint" ]; then echo "[table] reusing $WORK/$name"; return; fi
-  echo "[table] training $name ($cfg)"
+  if [ -f "$WORK/$name/.done" ]; then echo "[table] reusing $WORK/$name"; return; fi
+  local resume=()
+  if [ -f "$WORK/$name/last_checkpoint" ]; then
+    resume=(--resume auto); echo "[table] resuming $name from $(ckpt "$WORK/$name")"
+  else
+    echo "[table] training $name ($cfg)"
+  fi
   local t0=$(date +%s)
-  $PY tools/train.py "$cfg" --work-dir "$WORK/$name" --cfg-options "${opts[@]}" "$@" \
-      > "$WORK/$name.log" 2>&1 || { tail -30 "$WORK/$name.log"; exit 1; }
+  $PY tools/train.py "$cfg" --work-dir "$WORK/$name" "${resume[@]}" \
+      --cfg-options "${opts[@]}" "$@" >> "$WORK/$name.log" 2>&1 \
+      || { tail -30 "$WORK/$name.log"; exit 1; }
+  touch "$WORK/$name/.done"
   echo "[table] $name trained in $(( $(date +%s) - t0 )) s"
 }
 mkdir -p "$WORK"
