@@ -3,7 +3,6 @@ and resumes (finished runs carry a .done mark; an interrupted run resumes from i
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
