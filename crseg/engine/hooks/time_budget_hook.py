@@ -4,7 +4,8 @@ For runs bounded by wall time rather than by iterations (a budget that then depe
 machine's speed and load; the SynthReason table uses calibrated fixed iterations instead, see
 tools/analysis_tools/calibrate_iterations.py): after the iteration that crosses ``seconds``,
 the loop's last iteration is set to the current one, so it ends normally and the
-``CheckpointHook`` (lower priority, runs after this hook) saves the final checkpoint. The iterations reached are logged.
+``CheckpointHook`` (lower priority, runs after this hook) saves the final checkpoint. The
+iterations reached are logged.
 """
 import time
 
