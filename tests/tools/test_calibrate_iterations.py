@@ -48,7 +48,8 @@ def test_calibrates_a_target_from_a_reference(tmp_path, synth_root, tiny_llava_d
         "train_dataloader = dict(batch_size=2)\n")
     out = tmp_path / 'cal.json'
     opts = [f'data_root={synth_root}', f'train_dataloader.dataset.data_root={synth_root}',
-            f'model.mllm.pretrained={tiny_llava_dir}']
+            f'model.mllm.pretrained={tiny_llava_dir}',
+            'train_cfg.max_iters=1']  # the tool's own timing options must win over this
     r = subprocess.run([sys.executable, 'tools/analysis_tools/calibrate_iterations.py',
                         '--reference', str(ref), '--targets', str(tgt), '--iters', '2',
                         '--warmup', '1', '--out', str(out), '--cfg-options', *opts],

@@ -68,8 +68,8 @@ def iterations_for(budget_s: float, seconds_per_iter: float) -> int:
 
 
 def configured_iters(config: str) -> int:
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
+    from crseg.utils.tool_utils import load_config
+    cfg = load_config(config)
     try:
         return int(cfg.train_cfg.max_iters)
     except (AttributeError, KeyError, TypeError):
@@ -77,13 +77,13 @@ def configured_iters(config: str) -> int:
 
 
 def time_config(config: str, iters: int, warmup: int, cfg_options: List[str],
-                work_root: str) -> float:
-    """Seconds per iteration of ``config`` from a short ``tools/train.py`` run."""
-    work = osp.join(work_root, osp.splitext(osp.basename(config))[0])
+                work: str) -> float:
+    """Seconds per iteration of ``config`` from a short ``tools/train.py`` run in ``work``.
+    The timing options come after the user's ``cfg_options``, so they win."""
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config, '--work-dir', work,
-           '--cfg-options', f'train_cfg.max_iters={warmup + iters}',
+           '--cfg-options', *cfg_options, f'train_cfg.max_iters={warmup + iters}',
            'default_hooks.logger.interval=1', 'default_hooks.checkpoint.interval=100000',
-           'load_from=None', *cfg_options]
+           'load_from=None']
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=ROOT))
     if r.returncode != 0:
@@ -112,18 +112,25 @@ def main(argv=None):
         if not osp.isfile(c):
             p.error(f'config not found: {c}')
     rows = []
-    with tempfile.TemporaryDirectory(prefix='calibrate_') as work_root:
-        stages = []
-        for c in args.reference:
-            n = configured_iters(c)
-            t = time_config(c, args.iters, args.warmup, args.cfg_options, work_root)
-            stages.append((n, t))
-            rows.append(dict(config=c, role='reference', s_per_iter=t, iters=n))
-        budget = budget_seconds(stages)
-        for c in args.targets:
-            t = time_config(c, args.iters, args.warmup, args.cfg_options, work_root)
-            rows.append(dict(config=c, role='target', s_per_iter=t, configured=configured_iters(c),
-                             iters=iterations_for(budget, t)))
+    try:
+        with tempfile.TemporaryDirectory(prefix='calibrate_') as work_root:
+            # one work dir per run, numbered: configs of the same name in two folders stay apart
+            work = [osp.join(work_root, f'{i}_{osp.splitext(osp.basename(c))[0]}')
+                    for i, c in enumerate(args.reference + args.targets)]
+            stages = []
+            for c, w in zip(args.reference, work):
+                n = configured_iters(c)
+                t = time_config(c, args.iters, args.warmup, args.cfg_options, w)
+                stages.append((n, t))
+                rows.append(dict(config=c, role='reference', s_per_iter=t, iters=n))
+            budget = budget_seconds(stages)
+            for c, w in zip(args.targets, work[len(args.reference):]):
+                t = time_config(c, args.iters, args.warmup, args.cfg_options, w)
+                rows.append(dict(config=c, role='target', s_per_iter=t,
+                                 configured=configured_iters(c),
+                                 iters=iterations_for(budget, t)))
+    except (ValueError, RuntimeError) as e:
+        sys.exit(f'calibrate_iterations: {e}')
     print(f'reference budget: {budget:.0f} s on this machine\n')
     print('| config | role | s/iter | iterations | configured now |\n|---|---|---|---|---|')
     for r in rows:
