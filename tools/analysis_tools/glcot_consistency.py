@@ -16,8 +16,8 @@ generated scene line equal the GLCoT target, with the gIoU of right and wrong an
 import argparse
 import json
 import statistics
-from collections import Counter
 import tempfile
+from collections import Counter
 
 import torch
 from mmengine.config import Config, DictAction

@@ -113,14 +113,15 @@ def reference_line(log_path: str, readme: str) -> str:
 
 
 def check_overrides(data: str, counts: dict, seed=None) -> None:
-    """Raise a ValueError naming the DEMO_* variable whose value makes no sense."""
-    if seed not in (None, '') and not re.fullmatch(r'[0-9]+', str(seed).strip()):
-        raise ValueError(f'DEMO_SEED={seed!r}: expected a whole number >= 0')
-    for name, value in counts.items():
+    """Raise a ValueError naming the DEMO_* variable whose value makes no sense: the counts
+    must be whole numbers >= 1, the seed a whole number >= 0."""
+    least = {name: 1 for name in counts}
+    least['DEMO_SEED'] = 0
+    for name, value in dict(counts, DEMO_SEED=seed).items():
         if value in (None, ''):
             continue
-        if not re.fullmatch(r'[0-9]+', str(value).strip()) or int(value) < 1:
-            raise ValueError(f'{name}={value!r}: expected a whole number >= 1')
+        if not re.fullmatch(r'[0-9]+', str(value).strip()) or int(value) < least[name]:
+            raise ValueError(f'{name}={value!r}: expected a whole number >= {least[name]}')
     parent = osp.dirname(osp.abspath(data))
     if not osp.isdir(parent):
         raise ValueError(f'DEMO_DATA={data!r}: its folder {parent} does not exist (the demo '
