@@ -21,10 +21,15 @@ esac
 """
 
 
-def test_table_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
+def _stub(tmp_path):
     stub = tmp_path / 'py'
     stub.write_text(STUB)
     stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return stub
+
+
+def test_table_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
+    stub = _stub(tmp_path)
     work, demo = tmp_path / 'table', tmp_path / 'demo'
     (demo / 'crseg').mkdir(parents=True)
     (demo / 'crseg' / 'last_checkpoint').write_text(str(demo / 'crseg' / 'iter_800.pth'))
@@ -49,3 +54,15 @@ def test_table_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
     assert (work / 'attnonly' / '.done').is_file()
     assert f"load_from={work / 'plain_align'}/iter_9.pth" in by_dir[str(work / 'plain')]
     assert '[table] reusing' in r.stdout and '| method | gIoU |' in r.stdout
+
+
+def test_table_refuses_a_thread_count_openmp_cannot_read(tmp_path):
+    calls = tmp_path / 'calls.txt'
+    for bad in ('all', '0', '2.5'):
+        env = dict(os.environ, PY=str(_stub(tmp_path)), CALLS=str(calls), TABLE_THREADS=bad,
+                   TABLE_WORK=str(tmp_path / 'table'), DEMO_WORK=str(tmp_path / 'demo'))
+        r = subprocess.run(['bash', str(ROOT / 'tools/analysis_tools/synthreason_table.sh')],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (bad, r.stdout, r.stderr)
+        assert f"TABLE_THREADS='{bad}': expected a whole number >= 1" in r.stderr
+        assert not calls.exists()  # refused before any training

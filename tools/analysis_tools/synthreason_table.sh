@@ -26,7 +26,11 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # the same numbers run after run; another count may change the last bits of reductions. One
 # thread, not the demo's two, so that two tables (a run and its check) fit side by side on a
 # 2-core machine. The demo checkpoint keeps DEMO_THREADS (it is make demo's own run).
-export OMP_NUM_THREADS=${TABLE_THREADS:-1} MKL_NUM_THREADS=${TABLE_THREADS:-1}
+# A count OpenMP cannot read would be ignored, silently running on every core, so refuse it.
+THREADS=${TABLE_THREADS:-1}
+[[ $THREADS =~ ^[1-9][0-9]*$ ]] \
+  || { echo "[table] TABLE_THREADS='$THREADS': expected a whole number >= 1" >&2; exit 2; }
+export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS
 opts=(data_root="$DATA" train_dataloader.dataset.data_root="$DATA"
       test_dataloader.dataset.data_root="$DATA" model.mllm.pretrained="$MLLM")
 ckpt() { cat "$1/last_checkpoint"; }
