@@ -16,10 +16,11 @@ def test_consistency_summary_on_four_samples(tmp_path, synth_root, tiny_llava_di
         f"model = dict(mllm=dict(pretrained='{tiny_llava_dir}', max_new_tokens=24), "
         f"refiner=dict(arch={tiny_sam_arch!r}))\n"
         f"test_dataloader = dict(batch_size=2, dataset=dict(data_root='{synth_root}'))\n")
-    out = tmp_path / 'summary.json'
+    out, rows = tmp_path / 'summary.json', tmp_path / 'rows.jsonl'
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, 'tools/analysis_tools/glcot_consistency.py', str(cfg),
-                        'none', '--limit', '4', '--out', str(out)], cwd=ROOT, env=env,
+                        'none', '--limit', '4', '--out', str(out),
+                        '--rows', str(rows)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads(out.read_text())
@@ -40,6 +41,12 @@ def test_consistency_summary_on_four_samples(tmp_path, synth_root, tiny_llava_di
     for v in rs.values():
         assert 0 <= v['answer_acc'] <= 100 and 0 <= v['scene_acc'] <= 100
         assert 0 <= v['scene_item_f1'] <= 100
+    # --rows: one JSON line per sample, whose IoUs average to the same gIoU
+    lines = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert len(lines) == 4
+    assert abs(100 * sum(r['iou'] for r in lines) / 4 - s['gIoU']) < 1e-6
+    for r in lines:
+        assert r['query_type'] and isinstance(r['text'], str) and set(r['gt']) >= {'global'}
 
 
 def test_reasoning_scores_against_the_glcot_target():

@@ -7,10 +7,13 @@ union scores 1). Prints, and writes as JSON with ``--out``: the agreement's mean
 quartiles, the shares of ``answer_not_in_region`` and ``maps_disagree``, the gIoU of the
 samples in each group, and ``reasoning``: per query type, how often the parsed answer and the
 generated scene line equal the GLCoT target, with the gIoU of right and wrong answers
-(:func:`reasoning`), e.g.::
+(:func:`reasoning`). ``--rows FILE`` also writes each sample (query type, IoU, the generated
+response, its parsed answer, the GLCoT target, outcomes) as one JSON line, for reading the
+misses, e.g.::
 
     python tools/analysis_tools/glcot_consistency.py \\
         configs/crseg/crseg_tinyllava_tinysam_synthreason.py work_dirs/demo/crseg/iter_800.pth \\
+        --rows work_dirs/demo/rows.jsonl \\
         --cfg-options test_dataloader.dataset.data_root=data/synthreason
 """
 import argparse
@@ -118,6 +121,9 @@ def main():
     p.add_argument('checkpoint', help="checkpoint, or 'none' for the config's weights")
     p.add_argument('--limit', type=int, default=None, help='first N test samples')
     p.add_argument('--out', default=None, help='JSON file for the summary')
+    p.add_argument('--rows', default=None,
+                   help='JSONL file, one line per sample: query type, IoU, generated text, '
+                   'parsed answer, GLCoT target, outcomes (for reading the misses)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
     args = p.parse_args()
     register_all_modules(init_default_scope=False)
@@ -148,6 +154,10 @@ def main():
     if args.out:
         with open(args.out, 'w', encoding='utf-8') as f:
             f.write(text + '\n')
+    if args.rows:
+        with open(args.rows, 'w', encoding='utf-8') as f:
+            for r in collect.rows:
+                f.write(json.dumps(r, default=float) + '\n')
 
 
 if __name__ == '__main__':
