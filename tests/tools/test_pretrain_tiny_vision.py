@@ -50,3 +50,36 @@ def test_counts_below_one_are_refused(flag, capsys):
     with pytest.raises(SystemExit):
         ptv.parse_args(['--mllm', 'm', '--out', 'o', flag, '0'])
     assert f'{flag} must be >= 1, got 0' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('lr', ['nan', 'inf', '0', '-1'])
+def test_a_learning_rate_that_cannot_train_is_refused(lr, capsys):
+    with pytest.raises(SystemExit):
+        ptv.parse_args(['--mllm', 'm', '--out', 'o', '--lr', lr])
+    assert '--lr must be a finite number > 0' in capsys.readouterr().err
+
+
+def test_a_folder_without_a_model_or_with_another_family_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ptv.parse_args(['--mllm', str(tmp_path / 'missing'), '--out', 'o'])
+    assert 'missing: no config.json there' in capsys.readouterr().err
+    qwen = tmp_path / 'qwen'
+    qwen.mkdir()
+    (qwen / 'config.json').write_text('{"model_type": "qwen2_vl"}')
+    with pytest.raises(SystemExit, match="holds a 'qwen2_vl' model; only LLaVA"):
+        ptv.main(['--mllm', str(qwen), '--out', str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_non_finite_loss_stops_before_saving(tmp_path, tiny_llava_dir, monkeypatch):
+    real = ptv.Probe.forward
+
+    def nan_forward(self, pixels):
+        c, s = real(self, pixels)
+        return c * float('nan'), s
+    monkeypatch.setattr(ptv.Probe, 'forward', nan_forward)
+    out = tmp_path / 'seeing'
+    with pytest.raises(SystemExit, match='the loss is nan at iteration 1'):
+        ptv.main(['--mllm', tiny_llava_dir, '--out', str(out), '--iters', '3', '--pool', '4',
+                  '--held-out', '2', '--batch-size', '2'])
+    assert not out.exists()

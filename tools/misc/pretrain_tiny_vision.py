@@ -18,6 +18,7 @@ loss is the sum of two cross-entropies (colour, shape) over every token. Printed
 accuracy on object tokens (background excluded) before and every 100 iterations.
 """
 import argparse
+import math
 import os.path as osp
 import sys
 import time
@@ -68,18 +69,24 @@ def scene_pool(image_processor, grid: int, num: int, seed: int):
     return pixels, torch.from_numpy(np.stack(colours)), torch.from_numpy(np.stack(shapes))
 
 
+def check_llava(cfg, folder: str) -> None:
+    """Refuse a folder whose model is not a LLaVA with the 'default' feature strategy (read
+    from its config before any weight is loaded: LLaVA's class, given another family's folder,
+    fails inside transformers with an error that does not say why)."""
+    if cfg.model_type != 'llava':
+        raise SystemExit(f'pretrain_tiny_vision: {folder} holds a {cfg.model_type!r} model; '
+                         'only LLaVA folders are supported')
+    if cfg.vision_feature_select_strategy != 'default':
+        raise SystemExit(f'pretrain_tiny_vision: {folder}: vision_feature_select_strategy='
+                         f'{cfg.vision_feature_select_strategy!r}; expected \'default\'')
+
+
 class Probe(nn.Module):
     """The tower's LLaVA feature -> colour and shape logits per image token."""
 
     def __init__(self, model):
         super().__init__()
         cfg = model.config
-        if cfg.model_type != 'llava':
-            raise SystemExit(f'pretrain_tiny_vision: --mllm is a {cfg.model_type!r} model; '
-                             'only LLaVA folders are supported')
-        if cfg.vision_feature_select_strategy != 'default':
-            raise SystemExit('pretrain_tiny_vision: vision_feature_select_strategy='
-                             f'{cfg.vision_feature_select_strategy!r}; expected \'default\'')
         self.tower, self.layer = model.model.vision_tower, cfg.vision_feature_layer
         width = cfg.vision_config.hidden_size
         self.head = nn.Linear(width, 2 + len(COLOUR_NAMES) + len(SHAPE_NAMES))
@@ -113,12 +120,18 @@ def parse_args(argv=None):
     for name in ('iters', 'pool', 'held_out', 'batch_size'):
         if getattr(args, name) < 1:
             p.error(f'--{name.replace("_", "-")} must be >= 1, got {getattr(args, name)}')
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        p.error(f'--lr must be a finite number > 0, got {args.lr}')
+    if not osp.isfile(osp.join(args.mllm, 'config.json')):
+        p.error(f'--mllm {args.mllm}: no config.json there (a folder from '
+                'tools/misc/make_tiny_mllm.py is expected)')
     return args
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+    check_llava(AutoConfig.from_pretrained(args.mllm), args.mllm)
     torch.manual_seed(args.seed)
     processor = AutoProcessor.from_pretrained(args.mllm)
     model = LlavaForConditionalGeneration.from_pretrained(args.mllm)
@@ -142,16 +155,18 @@ def main(argv=None) -> dict:
         c, s = probe(train[0][idx])
         loss = (nn.functional.cross_entropy(c.flatten(0, 1), train[1][idx].flatten())
                 + nn.functional.cross_entropy(s.flatten(0, 1), train[2][idx].flatten()))
+        if not torch.isfinite(loss):
+            raise SystemExit(f'pretrain_tiny_vision: the loss is {loss.item()} at iteration {it} '
+                             f'(--lr {args.lr}); nothing was saved to {args.out}')
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        if it % 100 == 0 or it == args.iters:
-            acc = accuracy(probe, *held)
-            print(f'iter {it}: loss {loss.item():.3f}, colour {acc[0]:.3f} shape {acc[1]:.3f} '
-                  f'({time.time() - t0:.0f} s)', flush=True)
-    after = accuracy(probe, *held)
+        if it % 100 == 0 or it == args.iters:  # the last one is the result
+            after = accuracy(probe, *held)
+            print(f'iter {it}: loss {loss.item():.3f}, colour {after[0]:.3f} '
+                  f'shape {after[1]:.3f} ({time.time() - t0:.0f} s)', flush=True)
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)
     print(f'saved {args.out}')
