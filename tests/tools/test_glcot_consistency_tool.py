@@ -67,3 +67,14 @@ def test_reasoning_scores_against_the_glcot_target():
                               gIoU_answer_right=100.0, gIoU_answer_wrong=0.0)
     assert out['attribute']['answer_acc'] == 100.0 and out['negation']['answer_acc'] == 0.0
     assert out['negation']['gIoU_answer_right'] is None
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_the_run(tmp_path):
+    for flag in ('--out', '--rows'):
+        bad = tmp_path / 'nowhere' / 'x.json'
+        r = subprocess.run([sys.executable, 'tools/analysis_tools/glcot_consistency.py',
+                            'configs/crseg/crseg_tinyllava_tinysam_synthreason.py', 'none', flag,
+                            str(bad)], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert f'{flag} {bad}: its folder does not exist' in r.stderr

@@ -18,6 +18,7 @@ misses, e.g.::
 """
 import argparse
 import json
+import os
 import statistics
 import tempfile
 from collections import Counter
@@ -126,6 +127,9 @@ def main():
                    'parsed answer, GLCoT target, outcomes (for reading the misses)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
     args = p.parse_args()
+    for flag, path in (('--out', args.out), ('--rows', args.rows)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            p.error(f'{flag} {path}: its folder does not exist (checked before the test run)')
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
     if cfg.model.get('type') not in ('CRSeg', 'AttentionOnlySegmentor'):
