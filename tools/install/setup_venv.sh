@@ -23,6 +23,8 @@ say() { echo "[crseg setup] $*"; }
 fail() { echo "[crseg setup] ERROR: $*" >&2; exit 1; }
 
 cd "$ROOT"
+INSTALLER=${CRSEG_INSTALLER:-uv}
+case "$INSTALLER" in uv|pip) ;; *) fail "CRSEG_INSTALLER='$INSTALLER': expected uv or pip." ;; esac
 HASH=$(cat requirements/*.txt setup.cfg setup.py tools/install/*.sh tools/install/*.py \
   | sha256sum | cut -d' ' -f1)
 
@@ -39,8 +41,6 @@ fi
 rm -f "$STAMP"
 PY="$VENV/bin/python"
 
-INSTALLER=${CRSEG_INSTALLER:-uv}
-case "$INSTALLER" in uv|pip) ;; *) fail "CRSEG_INSTALLER='$INSTALLER': expected uv or pip." ;; esac
 if [ "$INSTALLER" = uv ] && ! "$PY" -m pip install "${PIP_FLAGS[@]}" uv; then
   say "uv could not be installed; installing with pip instead (slower)"
   INSTALLER=pip
@@ -49,7 +49,9 @@ if [ "$INSTALLER" = uv ]; then
   UV_TXT=$("$PY" -m pip config list | "$PY" tools/install/uv_args.py) \
     || fail "could not turn pip's configuration into uv options (CRSEG_INSTALLER=pip skips uv)."
   mapfile -t UV_ARGS <<< "$UV_TXT"
-  install() { "$VENV/bin/uv" pip install -q --python "$PY" "${UV_ARGS[@]}" "$@"; }
+  # --compile-bytecode: write .pyc files at install time, as pip does (uv does not by default;
+  # under PYTHONDONTWRITEBYTECODE every process would compile torch & co. again on import)
+  install() { "$VENV/bin/uv" pip install -q --compile-bytecode --python "$PY" "${UV_ARGS[@]}" "$@"; }
   NO_CACHE=--no-cache
 else
   install() { "$PY" -m pip install "${PIP_FLAGS[@]}" "$@"; }
