@@ -21,7 +21,7 @@ outcome):
 """
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 
@@ -104,6 +104,28 @@ class GLCoT:
         prefix = '\n'.join(lines + [MARKERS['answer'] + ' '])
         ans = ' '.join(ans.split())
         return prefix + ans, (len(prefix), len(prefix) + len(ans))
+
+    def target_prefix(self, ann: Optional[dict], parts: Sequence[str]) -> str:
+        """The start of :meth:`build_target`'s text that holds ``parts`` of ``ann``, up to and
+        including the line break after the last of them ('' for no parts). ``parts``: a
+        leading run of ('global', 'local'), e.g. ``('global',)``: "scene: ...\\n". For
+        analysis: a response forced to start this way shows how much the rest follows it."""
+        parts = tuple(parts)
+        order = ('global', 'local')
+        if parts != order[:len(parts)]:
+            raise ValueError(f'GLCoT.target_prefix: parts={parts!r}, expected a leading run of '
+                             f'{order}')
+        if not parts:
+            return ''
+        if self.mode != 'glcot':
+            raise ValueError(f"GLCoT.target_prefix: mode={self.mode!r} has no {parts} parts")
+        ann = dict(ann or {})
+        missing = [k for k in parts if not str(ann.get(k) or '').strip()]
+        if missing:
+            raise ValueError(f'GLCoT.target_prefix: the annotation has no {missing} text '
+                             f'(ann={ann!r})')
+        text, span = self.build_target({k: ann[k] for k in parts}, answer='-')
+        return text[:span[0] - len(MARKERS['answer']) - 1]
 
     def parse(self, response: str) -> GLCoTParse:
         """Split a response into scene / region / answer (see module docstring)."""

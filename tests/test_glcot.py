@@ -90,3 +90,26 @@ def test_local_span_locates_the_region_text(resp, region):
 def test_no_region_marker_no_local_span(resp):
     p = GLCoT().parse(resp)
     assert p.local_span is None and p.local_text == ''
+
+
+def test_target_prefix_is_the_start_of_the_target():
+    g = GLCoT()
+    ann = {'global': '2 objects:  a; b.', 'local': 'At the top: x.', 'answer': 'the x'}
+    text, _ = g.build_target(ann)
+    assert g.target_prefix(ann, ()) == ''
+    assert g.target_prefix(ann, ('global',)) == 'scene: 2 objects: a; b.\n'
+    both = g.target_prefix(ann, ['global', 'local'])
+    assert both == 'scene: 2 objects: a; b.\nregion: At the top: x.\n'
+    assert text.startswith(both) and text[len(both):] == 'answer: the x'
+    # what follows the forced start parses as the rest of the chain
+    assert g.parse(both + 'answer: the x').local_text == 'At the top: x.'
+
+
+@pytest.mark.parametrize('parts,match', [
+    (('local',), 'leading run'), (('global', 'answer'), 'leading run'),
+    (('global', 'local'), r"no \['local'\] text")])
+def test_target_prefix_refuses(parts, match):
+    with pytest.raises(ValueError, match=match):
+        GLCoT().target_prefix({'global': 'g', 'local': ' ', 'answer': 'a'}, parts)
+    with pytest.raises(ValueError, match="mode='plain'"):
+        GLCoT(mode='plain').target_prefix({'global': 'g'}, ('global',))

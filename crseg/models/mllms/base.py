@@ -248,7 +248,8 @@ class BaseMLLMAdapter(EncodingMixin, BaseModule):
     def generate(self, images: List[np.ndarray], prompts: List[str],
                  capture: Optional[EAPCapture] = None,
                  max_new_tokens: Optional[int] = None,
-                 generation_kwargs: Optional[dict] = None) -> List[GenerationResult]:
+                 generation_kwargs: Optional[dict] = None,
+                 response_prefixes: Optional[List[str]] = None) -> List[GenerationResult]:
         """Greedy generation; with ``capture`` each token's query row is recorded on the fly.
 
         For rows != 'pre_answer' the limit is ``max_new_tokens + 1`` and the extra token is
@@ -257,10 +258,15 @@ class BaseMLLMAdapter(EncodingMixin, BaseModule):
         one single-token decoding step. Nothing runs twice. ``generation_kwargs`` go to
         HF ``generate`` (e.g. ``min_new_tokens``); sampling/beam search is not supported with a
         capture (rows are recorded per decoding step of a single greedy sequence).
+        ``response_prefixes``: per sample, text the response is forced to start with (e.g. a
+        GLCoT target's scene line, for analysis); each result's ``text`` begins with it, its
+        tokens and rows are the generated continuation's, their char spans counted in the
+        whole text.
         """
         n_new = max_new_tokens or self.max_new_tokens
         extra = 0 if capture is None else decode_lag(capture.rows)
-        batch = self.build_inputs(images, prompts, reserve_tokens=n_new + extra)
+        batch = self.build_inputs(images, prompts, reserve_tokens=n_new + extra,
+                                  response_prefixes=response_prefixes)
         gen_kwargs = greedy_kwargs(self.tokenizer, n_new + extra, generation_kwargs,
                                    capture is not None)
         if capture is not None:
@@ -278,6 +284,9 @@ class BaseMLLMAdapter(EncodingMixin, BaseModule):
             ids = kept_tokens(seq, n_new, (self.tokenizer.eos_token_id,
                                            self.tokenizer.pad_token_id))
             text, spans = self._decode_with_spans(ids)
+            if response_prefixes and response_prefixes[b]:
+                head = response_prefixes[b]
+                text, spans = head + text, [(a + len(head), e + len(head)) for a, e in spans]
             row_attn = None
             if capture is not None:
                 rows = steps[b][extra:extra + len(ids)]

@@ -69,14 +69,23 @@ class EncodingMixin:
 
     def encode_sample(self, image: np.ndarray, prompt: str, response: Optional[str] = None,
                       span: Optional[Tuple[int, int]] = None, rows: str = 'answer',
-                      index: int = 0, reserve: int = 0) -> EncodedSample:
-        """One sample's sequence ``[prefix | query | suffix | response | eos]`` (unpadded)."""
+                      index: int = 0, reserve: int = 0,
+                      response_prefix: Optional[str] = None) -> EncodedSample:
+        """One sample's sequence ``[prefix | query | suffix | response | eos]`` (unpadded).
+        For generation (no ``response``), ``response_prefix`` is put after the suffix: the
+        response the model generates continues it."""
         B.check_image(image, index)
+        if response is not None and response_prefix:
+            raise ValueError(f'build_inputs: sample {index}: a response prefix is for '
+                             'generation; a training sample has its whole response')
         pre, query, post = B.split_prompt(self.chat_text(prompt), prompt)
         enc = self.encode_prefix(pre, image)
         ids_pre = enc['input_ids'][0].tolist()
         ids_q = self._tokens(query, 'query', index)['input_ids'] if query else []
         ids_post = self.tokenizer(post, add_special_tokens=False)['input_ids'] if post else []
+        if response_prefix:
+            ids_post = ids_post + self._tokens(response_prefix, 'response prefix',
+                                               index)['input_ids']
         ids_r, offs, tail = [], [], []
         if response is not None:
             r = self._tokens(response, 'response', index, offsets=True)
@@ -101,20 +110,26 @@ class EncodingMixin:
     def build_inputs(self, images: List[np.ndarray], prompts: List[str],
                      responses: Optional[List[str]] = None,
                      answer_spans: Optional[List[Tuple[int, int]]] = None,
-                     rows: str = 'answer', reserve_tokens: int = 0) -> MLLMBatch:
+                     rows: str = 'answer', reserve_tokens: int = 0,
+                     response_prefixes: Optional[List[str]] = None) -> MLLMBatch:
         """Tokenize a batch (one RGB uint8 HxWx3 image per sample); see module docstring.
 
         With ``responses`` the batch is right-padded and labelled for training, otherwise
         left-padded for generation. ``answer_spans`` are char spans inside each response.
         ``reserve_tokens``: context kept free for generated tokens when a prompt is cut.
+        ``response_prefixes`` (generation only): per sample, text the response starts with.
         A query or response holding the model's image / vision marker tokens (``<image>``,
         ``<|image_pad|>``, ...) is refused with an error naming the sample and the text.
         """
         B.check_batch(images, prompts, responses, answer_spans, rows)
+        if response_prefixes is not None and len(response_prefixes) != len(prompts):
+            raise ValueError(f'build_inputs: {len(response_prefixes)} response prefixes for '
+                             f'{len(prompts)} prompts')
         samples = [
             self.encode_sample(img, p, None if responses is None else responses[i],
                                None if answer_spans is None else answer_spans[i], rows, i,
-                               reserve_tokens)
+                               reserve_tokens,
+                               None if response_prefixes is None else response_prefixes[i])
             for i, (img, p) in enumerate(zip(images, prompts))]
         # the processor works on the CPU; the model may not
         return B.collate(samples, responses is None, self.tokenizer.pad_token_id,

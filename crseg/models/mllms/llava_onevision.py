@@ -201,12 +201,13 @@ class LlavaOnevisionAdapter(BaseMLLMAdapter):
 
     # ------------------------------------------------------------ inputs
     def build_inputs(self, images, prompts, responses=None, answer_spans=None,
-                     rows: str = 'answer', reserve_tokens: int = 0) -> MLLMBatch:
+                     rows: str = 'answer', reserve_tokens: int = 0,
+                     response_prefixes=None) -> MLLMBatch:
         """As :meth:`BaseMLLMAdapter.build_inputs`; each layout keeps the cells of ``tiles``
         (positions in the grid's row-major order, newline tokens left out)."""
         with self._flat_patches():
             batch = super().build_inputs(images, prompts, responses, answer_spans, rows,
-                                         reserve_tokens)
+                                         reserve_tokens, response_prefixes)
         sizes = batch.model_inputs['image_sizes'].tolist()
         for b, (lay, (h, w)) in enumerate(zip(batch.image_layouts, sizes)):
             offsets, grid = self._cells(self.anyres_layout(h, w))

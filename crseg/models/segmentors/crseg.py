@@ -93,6 +93,12 @@ class CRSeg(BaseReasonSegmentor):
         agreement_threshold: below this Pearson agreement the maps disagree (outcome
             ``maps_disagree``) and 'fallback' uses the region map.
         agreement_top_frac: share of grid cells in ``map_agreement``'s ``top_iou``.
+        forced_parts: analysis only: at predict the response is forced to start with these
+            parts of each sample's GLCoT target (``()``, the default: nothing forced;
+            ``('global',)``: the true scene line; ``('global', 'local')``: scene and region
+            lines) and the rest is generated, to measure how much the answer follows each part
+            of the chain (``tools/analysis_tools/glcot_consistency.py --cfg-options
+            model.forced_parts="[global]"``). Needs ``glcot`` annotations in the test set.
     """
 
     OUTCOMES = ('parse_fallback', 'row_fallback', 'point_fallback', 'answer_not_in_region',
@@ -112,6 +118,7 @@ class CRSeg(BaseReasonSegmentor):
                  map_source: str = 'answer',
                  agreement_threshold: float = 0.5,
                  agreement_top_frac: float = 0.1,
+                 forced_parts: Sequence[str] = (),
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -135,6 +142,13 @@ class CRSeg(BaseReasonSegmentor):
                              'expected 0 < agreement_top_frac <= 1')
         self.agreement_threshold = float(agreement_threshold)
         self.agreement_top_frac = float(agreement_top_frac)
+        self.forced_parts = tuple(forced_parts)
+        if self.forced_parts not in ((), ('global',), ('global', 'local')):
+            raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r}, expected '
+                             "(), ('global',) or ('global', 'local')")
+        if self.forced_parts and getattr(self.glcot, 'mode', None) != 'glcot':
+            raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r} needs '
+                             "GLCoT(mode='glcot')")
 
     def _check_prompts(self, prompts: Optional[Sequence[str]]) -> tuple:
         """The prompt names to use: checked against the refiner's ``accepts``."""
@@ -239,7 +253,8 @@ class CRSeg(BaseReasonSegmentor):
     def predict(self, inputs: List[Tensor], data_samples=None):
         self.check_samples(data_samples)
         prompts = [self.glcot.build_prompt(s.metainfo['query']) for s in data_samples]
-        gens = self.mllm.generate(self.np_images(inputs), prompts, capture=self.capture)
+        gens = self.mllm.generate(self.np_images(inputs), prompts, capture=self.capture,
+                                  response_prefixes=self._forced_prefixes(data_samples))
         outcomes = self.new_outcomes(len(data_samples))
         maps, empty, region_maps = [], [], []
         for gen, s, oc in zip(gens, data_samples, outcomes):
@@ -273,6 +288,19 @@ class CRSeg(BaseReasonSegmentor):
             s.set_data(dict(coarse_logits=PixelData(data=c[None].float().cpu())))
         return self.write_predictions([None if e else m for m, e in zip(masks, empty)],
                                       data_samples, outcomes)
+
+    def _forced_prefixes(self, data_samples) -> Optional[List[str]]:
+        """Each sample's forced response start (``forced_parts``), or None."""
+        if not self.forced_parts:
+            return None
+        out = []
+        for s in data_samples:
+            try:
+                out.append(self.glcot.target_prefix(s.metainfo.get('glcot'), self.forced_parts))
+            except ValueError as err:
+                raise ValueError(f"{type(self).__name__}.forced_parts: sample "
+                                 f"{s.metainfo.get('img_path')}: {err}") from err
+        return out
 
     def _consistency(self, coarse: List[Tensor], region_maps: List[Optional[Tensor]],
                      data_samples, outcomes) -> List[Tensor]:
