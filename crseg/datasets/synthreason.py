@@ -95,11 +95,17 @@ def _polygon(shape, cx, cy, r):
     return np.round(np.asarray(pts, dtype=np.float64)).astype(np.int32)
 
 
+# ---- region words: a 3x3 split of the image, rows then columns ('' = the middle third)
+REGION_ROWS = ('top', '', 'bottom')
+REGION_COLS = ('left', '', 'right')
+REGION_CENTRE = 'center'  # the middle cell, which has neither a row nor a column word
+
+
 def _region(cx, cy, size):
     """Coarse 3x3 position word: 'top left', 'center', 'right', ..."""
-    col = ('left', '', 'right')[min(int(3 * cx / size), 2)]
-    row = ('top', '', 'bottom')[min(int(3 * cy / size), 2)]
-    return ' '.join(w for w in (row, col) if w) or 'center'
+    col = REGION_COLS[min(int(3 * cx / size), 2)]
+    row = REGION_ROWS[min(int(3 * cy / size), 2)]
+    return ' '.join(w for w in (row, col) if w) or REGION_CENTRE
 
 
 def make_scene(rng, img_size=224, num_objects=None):

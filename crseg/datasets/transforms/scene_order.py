@@ -27,11 +27,14 @@ import re
 
 from mmcv.transforms import BaseTransform
 
+from crseg.datasets.synthreason import REGION_COLS, REGION_CENTRE, REGION_ROWS
 from crseg.registry import TRANSFORMS
 
 _SCENE = re.compile(r'^(\d+) objects: (.+)\.$')
-_ROWS = {'top': 0, 'bottom': 2}  # a region word without a row word is the middle row (1)
-_COLS = {'left': 0, 'right': 2}  # ... and without a column word, the middle column (1)
+# the generator's region words and their row / column; a region without a row word is in
+# the middle row (1), without a column word in the middle column (1)
+_ROWS = {w: i for i, w in enumerate(REGION_ROWS) if w}
+_COLS = {w: i for i, w in enumerate(REGION_COLS) if w}
 
 
 def _item_key(item: str, where: str):
@@ -39,7 +42,7 @@ def _item_key(item: str, where: str):
     if len(words) < 3:
         raise ValueError(f'{where}: scene item {item!r} is not "colour shape region"')
     colour, shape, region = words[0], words[1], words[2:]
-    unknown = [w for w in region if w not in _ROWS and w not in _COLS and w != 'center']
+    unknown = [w for w in region if w not in _ROWS and w not in _COLS and w != REGION_CENTRE]
     if unknown:
         raise ValueError(f'{where}: scene item {item!r} has an unknown region word {unknown[0]!r}')
     row = next((_ROWS[w] for w in region if w in _ROWS), 1)
