@@ -105,20 +105,29 @@ class GLCoT:
         ans = ' '.join(ans.split())
         return prefix + ans, (len(prefix), len(prefix) + len(ans))
 
+    def check_prefix_parts(self, parts: Sequence[str]) -> Tuple[str, ...]:
+        """``parts`` as a tuple if :meth:`target_prefix` can write them: a leading run of
+        ('global', 'local'), and in 'glcot' mode unless empty; a ``ValueError`` otherwise."""
+        if isinstance(parts, str):
+            raise ValueError(f'GLCoT: parts={parts!r} is a string; give a sequence of part '
+                             "names, e.g. ('global',)")
+        parts = tuple(parts)
+        order = ('global', 'local')
+        if parts != order[:len(parts)]:
+            raise ValueError(f'GLCoT: parts={parts!r}, expected a leading run of {order}')
+        if parts and self.mode != 'glcot':
+            raise ValueError(f"GLCoT: mode={self.mode!r} has no {parts} parts; forcing them "
+                             "needs GLCoT(mode='glcot')")
+        return parts
+
     def target_prefix(self, ann: Optional[dict], parts: Sequence[str]) -> str:
         """The start of :meth:`build_target`'s text that holds ``parts`` of ``ann``, up to and
         including the line break after the last of them ('' for no parts). ``parts``: a
         leading run of ('global', 'local'), e.g. ``('global',)``: "scene: ...\\n". For
         analysis: a response forced to start this way shows how much the rest follows it."""
-        parts = tuple(parts)
-        order = ('global', 'local')
-        if parts != order[:len(parts)]:
-            raise ValueError(f'GLCoT.target_prefix: parts={parts!r}, expected a leading run of '
-                             f'{order}')
+        parts = self.check_prefix_parts(parts)
         if not parts:
             return ''
-        if self.mode != 'glcot':
-            raise ValueError(f"GLCoT.target_prefix: mode={self.mode!r} has no {parts} parts")
         ann = dict(ann or {})
         missing = [k for k in parts if not str(ann.get(k) or '').strip()]
         if missing:

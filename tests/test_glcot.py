@@ -107,6 +107,7 @@ def test_target_prefix_is_the_start_of_the_target():
 
 @pytest.mark.parametrize('parts,match', [
     (('local',), 'leading run'), (('global', 'answer'), 'leading run'),
+    ('global', "parts='global' is a string"),
     (('global', 'local'), r"no \['local'\] text")])
 def test_target_prefix_refuses(parts, match):
     with pytest.raises(ValueError, match=match):

@@ -143,12 +143,12 @@ class CRSeg(BaseReasonSegmentor):
         self.agreement_threshold = float(agreement_threshold)
         self.agreement_top_frac = float(agreement_top_frac)
         self.forced_parts = tuple(forced_parts)
-        if self.forced_parts not in ((), ('global',), ('global', 'local')):
-            raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r}, expected '
-                             "(), ('global',) or ('global', 'local')")
-        if self.forced_parts and getattr(self.glcot, 'mode', None) != 'glcot':
-            raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r} needs '
-                             "GLCoT(mode='glcot')")
+        if self.forced_parts:
+            try:
+                self.glcot.check_prefix_parts(self.forced_parts)
+            except ValueError as err:
+                raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r}: '
+                                 f'{err}') from err
 
     def _check_prompts(self, prompts: Optional[Sequence[str]]) -> tuple:
         """The prompt names to use: checked against the refiner's ``accepts``."""
