@@ -142,10 +142,10 @@ class CRSeg(BaseReasonSegmentor):
                              'expected 0 < agreement_top_frac <= 1')
         self.agreement_threshold = float(agreement_threshold)
         self.agreement_top_frac = float(agreement_top_frac)
-        self.forced_parts = tuple(forced_parts)
-        if self.forced_parts:
+        self.forced_parts = ()
+        if forced_parts:
             try:
-                self.glcot.check_prefix_parts(self.forced_parts)
+                self.forced_parts = self.glcot.check_prefix_parts(forced_parts)
             except ValueError as err:
                 raise ValueError(f'{type(self).__name__}: forced_parts={forced_parts!r}: '
                                  f'{err}') from err

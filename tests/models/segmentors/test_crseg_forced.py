@@ -33,6 +33,9 @@ def test_forced_parts_start_each_response(model_cfg, batch, parts):
 def test_forced_parts_refused(model_cfg, batch):
     with pytest.raises(ValueError, match=r"forced_parts=\('local',\)"):
         _build(model_cfg, forced_parts=('local',))
+    with pytest.raises(ValueError, match="forced_parts='global': GLCoT: parts='global' is a "
+                                         'string'):
+        _build(model_cfg, forced_parts='global')
     with pytest.raises(ValueError, match="needs GLCoT\\(mode='glcot'\\)"):
         _build(model_cfg, forced_parts=('global',), glcot=dict(type='GLCoT', mode='plain'))
     model = _build(model_cfg, forced_parts=('global',))
