@@ -10,7 +10,7 @@ _base_ = [
 val_dataloader = None
 val_evaluator = None
 val_cfg = None
-# Same training compute as CR-Seg's two stages (300 x 0.347 s + 800 x 0.666 s = 637 s on the 2-core
+# Same training compute as CR-Seg's two stages (250 x 0.347 s + 650 x 0.666 s = 520 s on the 2-core
 # CPU): the iterations this method completes in that time at 0.816 s each, calibrated once with
 # tools/analysis_tools/calibrate_iterations.py (README, "Comparison on SynthReason").
-train_cfg = dict(max_iters=780)
+train_cfg = dict(max_iters=640)

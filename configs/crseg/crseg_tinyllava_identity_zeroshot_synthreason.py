@@ -3,7 +3,7 @@
 # base), mask = map > 0 (IdentityRefiner: the tiny SAM of `make demo` is trained on masks in
 # stage 2, so a training-free run cannot use it). Evaluate a text-only checkpoint, e.g. the
 # align stage of `make demo`:
-#   python tools/test.py THIS_CONFIG work_dirs/demo/align/iter_300.pth
+#   python tools/test.py THIS_CONFIG work_dirs/demo/align/iter_250.pth
 # tools/analysis_tools/zeroshot_heads_table.sh compares selected / all / random heads.
 _base_ = [
     '../_base_/models/attnonly_tinyllava_tinysam.py',

@@ -3,7 +3,7 @@
 # not used. Stage 2 (crseg_tinyllava_tinysam_synthreason.py) starts from this checkpoint.
 _base_ = ['./crseg_tinyllava_tinysam_synthreason.py']
 model = dict(loss_weights=dict(lm=1.0, coarse=0.0, mask=0.0))
-train_cfg = dict(max_iters=300)
+train_cfg = dict(max_iters=250)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.05, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, eta_min=1e-4),

@@ -32,7 +32,7 @@ def test_table_reuses_finished_runs_and_resumes_interrupted_ones(tmp_path):
     stub = _stub(tmp_path)
     work, demo = tmp_path / 'table', tmp_path / 'demo'
     (demo / 'crseg').mkdir(parents=True)
-    (demo / 'crseg' / 'last_checkpoint').write_text(str(demo / 'crseg' / 'iter_800.pth'))
+    (demo / 'crseg' / 'last_checkpoint').write_text(str(demo / 'crseg' / 'iter_650.pth'))
     (work / 'boxpoint').mkdir(parents=True)  # finished earlier
     (work / 'boxpoint' / 'last_checkpoint').write_text(str(work / 'boxpoint' / 'iter_780.pth'))
     (work / 'boxpoint' / '.done').write_text('')

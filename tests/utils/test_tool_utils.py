@@ -33,7 +33,7 @@ def test_data_root_reaches_every_dataloader_explicit_keys_win():
 
 def test_numeric_top_level_override_only_warns():
     cfg = load_config(str(SYNTH), {'max_iters': 10})
-    assert cfg.max_iters == 10 and cfg.train_cfg.max_iters == 800  # not guessed
+    assert cfg.max_iters == 10 and cfg.train_cfg.max_iters == 650  # not guessed
 
 
 def test_amp_on_cpu_gives_the_flag(monkeypatch):

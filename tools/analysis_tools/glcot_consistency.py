@@ -12,7 +12,7 @@ response, its parsed answer, the GLCoT target, outcomes) as one JSON line, for r
 misses, e.g.::
 
     python tools/analysis_tools/glcot_consistency.py \\
-        configs/crseg/crseg_tinyllava_tinysam_synthreason.py work_dirs/demo/crseg/iter_800.pth \\
+        configs/crseg/crseg_tinyllava_tinysam_synthreason.py work_dirs/demo/crseg/iter_650.pth \\
         --rows work_dirs/demo/rows.jsonl \\
         --cfg-options test_dataloader.dataset.data_root=data/synthreason
 """

@@ -2,7 +2,7 @@
 # then cosine decay to the loop's last iteration (the cosine's `end` is left to mmengine,
 # which sets it to train_cfg.max_iters), so a stage, a baseline or
 # `--cfg-options train_cfg.max_iters=N` changes one number and the schedule follows.
-max_iters = 800
+max_iters = 650
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01),
