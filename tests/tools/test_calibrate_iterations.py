@@ -62,3 +62,46 @@ def test_calibrates_a_target_from_a_reference(tmp_path, synth_root, tiny_llava_d
     assert d['budget_s'] == pytest.approx(50 * ref_row['s_per_iter'])
     assert tgt_row['iters'] == iterations_for(d['budget_s'], tgt_row['s_per_iter'])
     assert '| target |' in r.stdout
+
+
+REF = ['configs/crseg/crseg_tinyllava_tinysam_align_synthreason.py',
+       'configs/crseg/crseg_tinyllava_tinysam_synthreason.py']
+TARGETS = [f'configs/baselines/{m}_tinyllava_tinysam_synthreason.py'
+           for m in ('segtoken', 'segtoken_generate', 'boxpoint', 'attnonly')]
+RECORD = 'configs/baselines/synthreason_calibration.json'
+
+
+def _timings(*args):
+    return subprocess.run([sys.executable, 'tools/analysis_tools/calibrate_iterations.py',
+                           *args], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_record_gives_the_configured_budgets(tmp_path):
+    """The table's baseline configs hold the iterations that the recorded timings give for the
+    reference recipe as its configs are now: change the recipe and this says which to update."""
+    out = tmp_path / 'cal.json'
+    r = _timings('--reference', *REF, '--targets', *TARGETS, '--timings', RECORD,
+                 '--out', str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = json.loads(out.read_text())
+    record = {row['config']: row['s_per_iter']
+              for row in json.loads((ROOT / RECORD).read_text())['rows']}
+    ref_rows, tgt_rows = d['rows'][:2], d['rows'][2:]
+    assert d['budget_s'] == pytest.approx(sum(r['iters'] * record[r['config']]
+                                              for r in ref_rows))
+    for row in tgt_rows:
+        assert row['s_per_iter'] == record[row['config']]  # reused, not timed again
+        assert row['iters'] == row['configured'], row
+
+
+def test_timings_without_a_config_name_it(tmp_path):
+    rec = tmp_path / 'rec.json'
+    rec.write_text(json.dumps(dict(rows=[dict(config=REF[0], s_per_iter=0.3)])))
+    r = _timings('--reference', *REF, '--targets', TARGETS[0], '--timings', str(rec))
+    assert r.returncode != 0
+    assert 'no measured "s_per_iter"' in r.stderr and REF[1] in r.stderr
+    bad = tmp_path / 'bad.json'
+    bad.write_text('[1, 2]')
+    r = _timings('--reference', *REF, '--targets', TARGETS[0], '--timings', str(bad))
+    assert r.returncode != 0 and f'--timings {bad}: not a calibration record' in r.stderr

@@ -24,6 +24,12 @@ Run it on an otherwise idle machine and write the printed iterations into the ta
 
 Weights do not change a step's cost, so every config is timed from its random init (no
 ``load_from``). Prints a markdown table and, with ``--out``, writes it as JSON.
+
+When only the reference's iteration counts change (a new recipe, same configs, same machine),
+``--timings SAVED.json`` (an earlier ``--out``) re-derives the budgets from the seconds per
+iteration measured then, without timing anything: the reference's iterations are read from its
+configs as they are now. ``configs/baselines/synthreason_calibration.json`` is the record
+behind the SynthReason table's budgets.
 """
 import argparse
 import json
@@ -76,6 +82,22 @@ def configured_iters(config: str) -> int:
         raise ValueError(f'{config}: train_cfg.max_iters is not set') from None
 
 
+def saved_timings(path: str, configs: Sequence[str]) -> List[float]:
+    """Seconds per iteration of each of ``configs`` from a saved ``--out`` JSON (rows matched by
+    their ``config`` path, as written)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            rows = json.load(f)['rows']
+        measured = {r['config']: float(r['s_per_iter']) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'--timings {path}: not a calibration record ({e!r})') from None
+    missing = [c for c in configs if c not in measured]
+    if missing:
+        raise ValueError(f'--timings {path}: no measured "s_per_iter" for {missing} '
+                         f'(it has {sorted(measured)})')
+    return [measured[c] for c in configs]
+
+
 def time_config(config: str, iters: int, warmup: int, cfg_options: List[str],
                 work: str) -> float:
     """Seconds per iteration of ``config`` from a short ``tools/train.py`` run in ``work``.
@@ -105,6 +127,8 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='JSON file for the table')
     p.add_argument('--cfg-options', nargs='+', default=[],
                    help='key=value options for every run (data roots, model folder)')
+    p.add_argument('--timings', default=None,
+                   help='a saved --out JSON: reuse its seconds per iteration, time nothing')
     args = p.parse_args(argv)
     if args.iters < 1 or args.warmup < 0:
         p.error(f'need --iters >= 1 and --warmup >= 0, got {args.iters} / {args.warmup}')
@@ -117,15 +141,18 @@ def main(argv=None):
             # one work dir per run, numbered: configs of the same name in two folders stay apart
             work = [osp.join(work_root, f'{i}_{osp.splitext(osp.basename(c))[0]}')
                     for i, c in enumerate(args.reference + args.targets)]
+            if args.timings:
+                times = saved_timings(args.timings, args.reference + args.targets)
+            else:
+                times = [time_config(c, args.iters, args.warmup, args.cfg_options, w)
+                         for c, w in zip(args.reference + args.targets, work)]
             stages = []
-            for c, w in zip(args.reference, work):
+            for c, t in zip(args.reference, times):
                 n = configured_iters(c)
-                t = time_config(c, args.iters, args.warmup, args.cfg_options, w)
                 stages.append((n, t))
                 rows.append(dict(config=c, role='reference', s_per_iter=t, iters=n))
             budget = budget_seconds(stages)
-            for c, w in zip(args.targets, work[len(args.reference):]):
-                t = time_config(c, args.iters, args.warmup, args.cfg_options, w)
+            for c, t in zip(args.targets, times[len(args.reference):]):
                 rows.append(dict(config=c, role='target', s_per_iter=t,
                                  configured=configured_iters(c),
                                  iters=iterations_for(budget, t)))
