@@ -105,3 +105,9 @@ def test_timings_without_a_config_name_it(tmp_path):
     bad.write_text('[1, 2]')
     r = _timings('--reference', *REF, '--targets', TARGETS[0], '--timings', str(bad))
     assert r.returncode != 0 and f'--timings {bad}: not a calibration record' in r.stderr
+    for value in ('NaN', -0.5):  # a reference's bad time would give every target 10 iterations
+        nan = tmp_path / 'nan.json'
+        nan.write_text(json.dumps(dict(rows=[dict(config=c, s_per_iter=value)
+                                             for c in REF + TARGETS[:1]])))
+        r = _timings('--reference', *REF, '--targets', TARGETS[0], '--timings', str(nan))
+        assert r.returncode != 0 and 'must be a finite number > 0' in r.stderr, r.stderr

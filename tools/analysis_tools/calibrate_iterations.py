@@ -33,6 +33,7 @@ behind the SynthReason table's budgets.
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 import subprocess
@@ -91,6 +92,9 @@ def saved_timings(path: str, configs: Sequence[str]) -> List[float]:
         measured = {r['config']: float(r['s_per_iter']) for r in rows}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f'--timings {path}: not a calibration record ({e!r})') from None
+    bad = {c: t for c, t in measured.items() if not (math.isfinite(t) and t > 0)}
+    if bad:
+        raise ValueError(f'--timings {path}: "s_per_iter" must be a finite number > 0, got {bad}')
     missing = [c for c in configs if c not in measured]
     if missing:
         raise ValueError(f'--timings {path}: no measured "s_per_iter" for {missing} '
