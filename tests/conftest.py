@@ -25,10 +25,10 @@ def repo_root():
 
 @pytest.fixture(scope='session')
 def tiny_sam_arch():
-    """A one-block SAM on 64 px images (prompt width 32): random weights, fast on CPU."""
-    return dict(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2, out_chans=32,
-                global_attn_indexes=(0, ), window_size=0, decoder_mlp_dim=64,
-                decoder_num_heads=2, iou_head_hidden_dim=32)
+    """A one-block SAM on 64 px images (prompt width 32): random weights, fast on CPU (the
+    ``tiny`` preset, which ``tools/misc/make_tiny_sam.py`` saves as a stand-in)."""
+    from crseg.models.refiners.sam_arch import SAM_ARCH_PRESETS
+    return dict(SAM_ARCH_PRESETS['tiny'])
 
 
 @pytest.fixture(scope='session')

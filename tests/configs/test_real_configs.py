@@ -25,7 +25,7 @@ def test_real_config_resolves(repo_root, path):
     assert cfg.model.type == 'CRSeg'
     assert cfg.model.mllm.type == adapter and cfg.model.mllm.freeze
     assert cfg.model.mllm.lora.r == 8
-    assert cfg.model.refiner.arch == 'vit_h'
+    assert 'arch' not in cfg.model.refiner  # read from the ViT-H checkpoint
     assert cfg.model.refiner.checkpoint.endswith('sam_vit_h_4b8939.pth')
     assert 'in_channels' not in cfg.model.coarse_head
     assert cfg.default_scope == 'crseg'

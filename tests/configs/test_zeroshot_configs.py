@@ -53,7 +53,7 @@ def test_zeroshot_config_resolves(m, d):
     assert mm.glcot.mode == 'glcot' and mm.capture.rows == 'answer'
     assert mm.coarse_head.type == 'AttentionAggregator'
     assert mm.point_sampler.type == 'PointSampler'
-    assert mm.refiner.arch == 'vit_h' and not mm.refiner.train_decoder
+    assert 'arch' not in mm.refiner and not mm.refiner.train_decoder
     assert mm.refiner.checkpoint == 'data/weights/sam_vit_h_4b8939.pth'
     ds_type, name, split = DATASETS_CFG[d]
     ds = cfg.test_dataloader.dataset
@@ -103,12 +103,12 @@ def test_tools_test_runs_a_zeroshot_config_without_checkpoint(tmp_path, synth_ro
     os.symlink(tiny_llava_dir, tmp_path / 'data/weights/llava-1.5-7b-hf')
     (tmp_path / 'data/reason_seg/ReasonSeg').mkdir(parents=True)
     os.symlink(synth_root / 'val', tmp_path / 'data/reason_seg/ReasonSeg/val')
-    cfg = tmp_path / 'tiny_sam.py'  # only SAM's size differs from the real config
+    # a tiny SAM at the config's ViT-H path: its arch is read from the file, no setting
+    os.symlink(tiny_sam_ckpt, tmp_path / 'data/weights/sam_vit_h_4b8939.pth')
+    cfg = tmp_path / 'cpu.py'  # only CPU needs differ from the real config
     cfg.write_text(
         f"_base_ = ['{_path('llava15_7b', 'reasonseg_val')}']\n"
-        f"model = dict(mllm=dict(torch_dtype='float32', max_new_tokens=8),\n"
-        f"             refiner=dict(arch=dict(_delete_=True, **{tiny_sam_arch!r}),\n"
-        f"                          checkpoint='{tiny_sam_ckpt}'))\n"
+        f"model = dict(mllm=dict(torch_dtype='float32', max_new_tokens=8))\n"
         "test_dataloader = dict(num_workers=0, persistent_workers=False)\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, str(ROOT / 'tools/test.py'), str(cfg), '--work-dir',

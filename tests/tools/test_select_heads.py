@@ -148,3 +148,45 @@ def test_random_control_and_generation_mode(tmp_path, tiny_cfg, synth_root, log)
                    "         meta_keys=('img_path', 'ori_shape', 'img_shape', 'query'))]))\n")
     _tool().main([str(cfg), '--num', '2', '--top-k', '1', '--out', str(tmp_path / 'g.py')])
     assert any('0 samples teacher-forced' in m and '2 answered by generation' in m for m in log)
+
+
+def test_snippet_holds_no_absolute_path_and_moves_with_its_config(tmp_path, tiny_cfg):
+    """The snippet's ``_base_`` is relative to it and ``source`` is mmengine's file variable:
+    a copied pair (snippet + config) loads from its new folder and names its new file."""
+    import shutil
+    out = tmp_path / 'heads.py'
+    _tool().main([str(tiny_cfg), '--random', '2', '--out', str(out)])
+    text = out.read_text()
+    body = '\n'.join(ln for ln in text.splitlines() if not ln.startswith('#'))
+    assert str(tmp_path) not in body and str(ROOT) not in body
+    moved = tmp_path / 'elsewhere'
+    moved.mkdir()
+    shutil.copy(tiny_cfg, moved / tiny_cfg.name)
+    shutil.copy(out, moved / 'heads.py')
+    m = _snippet_model(moved / 'heads.py')
+    assert m.coarse_head.selection.source == str(moved / 'heads.py')
+    assert m.mllm.max_new_tokens == 8  # the copied config is the base
+
+
+def test_glcot_sidecar_for_the_calibration_split(tmp_path, tiny_cfg, synth_root, log):
+    """``--glcot-file``: the calibration samples are the sidecar's (teacher-forced on its
+    targets); queries without a line are skipped and counted; a missing file is refused."""
+    from crseg.datasets.glcot_sidecar import sidecar_record
+    first = sorted((synth_root / 'train').glob('*.json'))[:2]
+    lines = []
+    for path in first:
+        ann = json.loads(path.read_text())
+        for q, g in zip(ann['text'], ann['glcot']):
+            lines.append(json.dumps(sidecar_record(path.stem + '.jpg', q, g)))
+    sidecar = tmp_path / 'train_glcot.jsonl'
+    sidecar.write_text('\n'.join(lines) + '\n')
+    out = tmp_path / 'heads.py'
+    _tool().main([str(tiny_cfg), '--num', '100', '--top-k', '1', '--out', str(out),
+                  '--glcot-file', str(sidecar)])
+    text = '\n'.join(log)
+    assert f'from {sidecar}' in text
+    assert f'{len(first)} samples teacher-forced' in text  # one query per image here
+    assert f'GLCoT sidecar {sidecar}' in out.read_text()
+    with pytest.raises(FileNotFoundError, match='--glcot-file .*nope.jsonl does not exist'):
+        _tool().main([str(tiny_cfg), '--out', str(tmp_path / 'h2.py'),
+                      '--glcot-file', str(tmp_path / 'nope.jsonl')])

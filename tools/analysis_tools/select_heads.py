@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/select_heads.py CONFIG --num N --out FILE.py
         [--checkpoint CKPT] [--split train] [--top-k 3] [--mass-quantile 0.5] [--seed 0]
-        [--random K] [--device cpu|cuda] [--cfg-options k=v ...]
+        [--glcot-file SIDECAR] [--random K] [--device cpu|cuda] [--cfg-options k=v ...]
 
 Runs the config's MLLM over N calibration samples (the config's test dataset with its split set
 to ``--split``, default train; through the test pipeline; a seeded random subset), scores every
@@ -10,7 +10,10 @@ to ``--split``, default train; through the test pipeline; a seeded random subset
 masks, (c) IoU of the head's map with the target, and writes FILE.py: a config that inherits
 CONFIG and sets ``model.capture`` layers/heads + ``model.coarse_head`` head_weights (run it with
 ``tools/test.py FILE.py``, or ``_base_`` it from another config). Never calibrate on the split
-you evaluate on. ``--random K`` writes K random heads instead (a control; no sample is run).
+you evaluate on. ``--glcot-file`` attaches a GLCoT sidecar (``glcot_annotate.py``'s JSONL) to
+the calibration split, so its samples are teacher-forced on their targets; without one, samples
+with no annotated answer are answered by generation. ``--random K`` writes K random heads
+instead (a control; no sample is run).
 The criterion: crseg/models/eap/head_selection.py and the README.
 """
 import argparse
@@ -43,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--checkpoint', help='optional weights on top of the config\'s pretrained')
     p.add_argument('--split', default='train',
                    help="calibration split: the config's test dataset with this split")
+    p.add_argument('--glcot-file', help='a GLCoT sidecar (JSONL) of the calibration split: '
+                   'its samples are teacher-forced on their targets (queries without a line '
+                   'are skipped and counted)')
     p.add_argument('--top-k', type=int, default=3, help='heads to keep')
     p.add_argument('--mass-quantile', type=float, default=0.5,
                    help='heads below this quantile of image-attention mass are not eligible')
@@ -55,9 +61,14 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build_calibration_set(cfg, split: str):
-    """The config's test dataset with ``split`` swapped in, through the test pipeline."""
+def build_calibration_set(cfg, split: str, glcot_file=None):
+    """The config's test dataset with ``split`` (and ``glcot_file``) swapped in, through the
+    test pipeline."""
     ds_cfg = cfg.test_dataloader.dataset.copy()
+    if glcot_file is not None:
+        if not osp.isfile(glcot_file):
+            raise FileNotFoundError(f'select_heads: --glcot-file {glcot_file} does not exist')
+        ds_cfg.glcot_file = glcot_file
     if 'split' not in ds_cfg:
         raise ValueError(f"select_heads: test_dataloader.dataset ({ds_cfg.get('type')}) has no "
                          '`split` to swap for the calibration split')
@@ -96,7 +107,7 @@ def main(argv=None):
                       base=args.config)
         print_log(f'select_heads: {args.random} random heads -> {args.out}', logger='current')
         return
-    dataset = build_calibration_set(cfg, args.split)
+    dataset = build_calibration_set(cfg, args.split, args.glcot_file)
     num = args.num
     if num < 1:
         raise ValueError(f'select_heads: --num {num} must be >= 1')
@@ -113,7 +124,8 @@ def main(argv=None):
     crit = 'a+b+c (mask IoU)' if scorer.has_masks else 'a+b (no masks)'
     header += [f'calibration: {scorer.n} scored of {num} samples of the {args.split} split '
                f'({split_name(cfg, args.split)}), seed {args.seed}; criteria {crit}; '
-               f'eligible: mass >= quantile {args.mass_quantile}']
+               f'eligible: mass >= quantile {args.mass_quantile}'
+               + (f'; GLCoT sidecar {args.glcot_file}' if args.glcot_file else '')]
     write_snippet(args.out, selected, n_layers, n_heads, header, base=args.config)
     if args.scores_json:
         with open(args.scores_json, 'w', encoding='utf-8') as f:

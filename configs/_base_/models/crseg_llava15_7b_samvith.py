@@ -14,7 +14,7 @@ model = dict(
     capture=dict(layers=[12, 14, 16, 18, 20, 22, 24, 26], heads='all', rows='answer'),
     coarse_head=dict(type='EAPCoarseHead', channels=64, upsample=4, num_convs=2),
     point_sampler=dict(type='PointSampler', num_pos=2, num_neg=1, min_distance=3),
-    refiner=dict(type='SAMRefiner', arch='vit_h',
+    refiner=dict(type='SAMRefiner',  # arch: read from the checkpoint (vit_b/l/h)
                  checkpoint='data/weights/sam_vit_h_4b8939.pth',
                  train_decoder=True, multimask_output=True),
     loss_weights=dict(lm=1.0, coarse=1.0, mask=1.0))

@@ -16,7 +16,7 @@ model = dict(
     capture=dict(layers='all', heads='all', rows='answer'),
     coarse_head=dict(type='AttentionAggregator', mode='mean'),
     point_sampler=dict(type='PointSampler', num_pos=2, num_neg=1, min_distance=3),
-    refiner=dict(type='SAMRefiner', arch='vit_h',
+    refiner=dict(type='SAMRefiner',  # arch: read from the checkpoint (vit_b/l/h)
                  checkpoint='data/weights/sam_vit_h_4b8939.pth', train_decoder=False),
     # SAM is prompted with the points only: its mask prompt expects SAM's own low-res logits,
     # not an attention z-score

@@ -227,6 +227,8 @@ def write_snippet(path: str, selected: Sequence[dict], num_layers: int, num_head
                   header: Sequence[str] = (), base: Optional[str] = None) -> str:
     """Write the selection (``model.capture`` + ``model.coarse_head``) as a config file.
 
+    No absolute path is written (``_base_`` is relative to the snippet, ``source`` mmengine's
+    ``{{ fileDirname }}``), so the snippet and the config can move or be shared together.
     With ``base`` the file inherits it (``_base_ = [base]``): a runnable config that other
     configs can ``_base_`` in turn (mmengine refuses the same key, ``model``, in two files of
     one ``_base_`` list, so the selection cannot sit beside the model base).
@@ -240,8 +242,9 @@ def write_snippet(path: str, selected: Sequence[dict], num_layers: int, num_head
         iou = '     -' if e.get('iou') is None else f"{e['iou']:6.3f}"
         lines.append(f"# {r:4d} {e['layer']:5d} {e['head']:4d} {e.get('mass', 0.0):6.3f} "
                      f"{e.get('entropy', 0.0):8.3f} {iou} {e.get('weight', 1.0):7.3f}")
-    if base is not None:
-        lines.append(f'_base_ = [{osp.abspath(base)!r}]')
+    if base is not None:  # relative to the snippet (as mmengine resolves it): the two move
+        rel = osp.relpath(osp.abspath(base), osp.dirname(osp.abspath(path)))
+        lines.append(f'_base_ = [{rel!r}]')
     lines += [
         'model = dict(',
         f"    capture=dict(layers={sel['layers']}, heads={sel['heads']}),",
@@ -249,7 +252,7 @@ def write_snippet(path: str, selected: Sequence[dict], num_layers: int, num_head
         "        type='AttentionAggregator', mode='mean',",
         f"        head_weights={sel['head_weights']},",
         '        selection=dict(',
-        f'            source={osp.abspath(path)!r},',
+        "            source='{{ fileDirname }}/{{ fileBasename }}',",
         f'            num_layers={num_layers}, num_heads={num_heads})))',
         '']
     with open(path, 'w', encoding='utf-8') as f:

@@ -36,7 +36,7 @@ from .embedding_cache import EmbeddingCache
 from .inputs import (check_images, check_keys, split_boxes, split_masks, split_per_image,
                      split_points)
 from .mask_prompt import MASK_FRAMES, to_mask_prompt
-from .sam_arch import build_sam, load_sam_checkpoint
+from .sam_arch import AUTO, build_sam, infer_sam_arch, load_sam_checkpoint, read_sam_state
 
 _PARTS = ('image_encoder', 'prompt_encoder', 'mask_decoder')
 
@@ -53,8 +53,11 @@ class SAMRefiner(CachedEncoderRefiner):
     :attr:`embed_dim` = the prompt encoder's).
 
     Args:
-        arch (str | dict): ``'vit_b' | 'vit_l' | 'vit_h'`` or an arch dict
-            (see :mod:`crseg.models.refiners.sam_arch`).
+        arch (str | dict, optional): ``'vit_b' | 'vit_l' | 'vit_h'``, a preset
+            name (``'tiny'``), an arch dict (see
+            :mod:`crseg.models.refiners.sam_arch`) or ``'auto'``: the one whose
+            parameter shapes equal ``checkpoint``'s. Default (None): ``'auto'``
+            with a checkpoint, ``'vit_b'`` without one.
         checkpoint (str, optional): An official SAM ``.pth``; a file that
             does not fit ``arch`` raises a ``ValueError`` naming both.
         freeze_image_encoder (bool, optional): Default: True when a
@@ -80,7 +83,7 @@ class SAMRefiner(CachedEncoderRefiner):
             from ``checkpoint`` are loaded at construction.
     """
 
-    def __init__(self, arch='vit_b', checkpoint: Optional[str] = None,
+    def __init__(self, arch=None, checkpoint: Optional[str] = None,
                  freeze_image_encoder: Optional[bool] = None,
                  train_decoder: bool = True,
                  train_prompt_encoder: bool = False,
@@ -92,12 +95,24 @@ class SAMRefiner(CachedEncoderRefiner):
         if mask_frame not in MASK_FRAMES:
             raise ValueError(f'mask_frame must be one of {MASK_FRAMES}, got '
                              f'{mask_frame!r}')
+        state = None
+        if arch is None:
+            arch = 'vit_b' if checkpoint is None else AUTO
+        if arch == AUTO:
+            if checkpoint is None:
+                raise ValueError("SAMRefiner: arch='auto' reads the architecture "
+                                 'from `checkpoint`, which is not given')
+            state = read_sam_state(checkpoint)
+            arch = infer_sam_arch(state, checkpoint)
+            print_log(f'SAMRefiner: arch {arch!r} read from {checkpoint}',
+                      logger='current')
         self.arch = arch
         self.sam = build_sam(arch)
         self.checkpoint = checkpoint
         self.weights_from = checkpoint  # checkpoint policy: None = random weights
         if checkpoint is not None:
-            load_sam_checkpoint(self.sam, checkpoint, repr(arch))
+            load_sam_checkpoint(self.sam, checkpoint, repr(arch), state)
+            del state
             print_log(f'SAMRefiner: loaded {checkpoint} into arch {arch!r}',
                       logger='current')
         elif self.sam.image_encoder.pos_embed is not None:

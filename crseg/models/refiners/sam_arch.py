@@ -9,14 +9,17 @@ tests and CPU benchmarks get a tiny random-weight SAM::
     dict(img_size=224, patch_size=16, embed_dim=64, depth=2, num_heads=2,
          out_chans=64, global_attn_indexes=(1, ), window_size=0)
 
-Every key of :data:`SAM_ARCH_DEFAULTS` may be given; the defaults are the
-official SAM's (ViT-B encoder sizes, 256-d prompts, 2-layer decoder).
+``arch='auto'`` reads the architecture from the checkpoint: the name (official or a
+:data:`SAM_ARCH_PRESETS` one) whose parameter shapes equal the file's, so one setting --
+the checkpoint path -- swaps SAM's size. Every key of :data:`SAM_ARCH_DEFAULTS` may be
+given; the defaults are the official SAM's (ViT-B encoder sizes, 256-d prompts, 2-layer
+decoder).
 ``out_chans`` is also the prompt embedding width and the decoder width, so
 the three can never disagree.
 """
 import os.path as osp
 from functools import partial
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import torch
 from segment_anything import sam_model_registry
@@ -24,6 +27,16 @@ from segment_anything.modeling import (ImageEncoderViT, MaskDecoder, PromptEncod
                                        TwoWayTransformer)
 
 SAM_ARCH_NAMES = ('vit_b', 'vit_l', 'vit_h')
+
+#: Named dict architectures: ``arch='tiny'`` is the 64 px one-block SAM of crseg's tests and
+#: stand-ins (``tools/misc/make_tiny_sam.py``); random weights of it run in milliseconds.
+SAM_ARCH_PRESETS = dict(
+    tiny=dict(img_size=64, patch_size=16, embed_dim=32, depth=1, num_heads=2, out_chans=32,
+              global_attn_indexes=(0, ), window_size=0, decoder_mlp_dim=64,
+              decoder_num_heads=2, iou_head_hidden_dim=32))
+
+#: ``arch='auto'``: read the architecture from the checkpoint (see :func:`infer_sam_arch`).
+AUTO = 'auto'
 
 #: Defaults of a dict architecture (the official SAM's values, ViT-B sizes).
 SAM_ARCH_DEFAULTS = dict(
@@ -122,9 +135,11 @@ def _build_from_dict(arch: Mapping) -> Sam:
 def build_sam(arch: Union[str, Mapping]) -> Sam:
     """Build a random-weight :class:`Sam` from a name or an arch dict."""
     if isinstance(arch, str):
+        if arch in SAM_ARCH_PRESETS:
+            return _build_from_dict(SAM_ARCH_PRESETS[arch])
         if arch not in SAM_ARCH_NAMES:
             raise ValueError(f'unknown SAM arch {arch!r}; expected one of '
-                             f'{SAM_ARCH_NAMES} or an arch dict')
+                             f'{SAM_ARCH_NAMES + tuple(SAM_ARCH_PRESETS)} or an arch dict')
         return sam_model_registry[arch](checkpoint=None)
     if isinstance(arch, Mapping):
         return _build_from_dict(arch)
@@ -143,14 +158,8 @@ def _describe_checkpoint(state: Mapping) -> str:
     return desc + (f' (looks like {guess})' if guess else '')
 
 
-def load_sam_checkpoint(sam: Sam, path: str, arch_desc: str) -> None:
-    """Load an official SAM ``.pth`` (a flat state dict) into ``sam``.
-
-    The file is read with ``torch.load(weights_only=True)``. A mmengine-style
-    ``{'state_dict': ...}`` wrapper is unwrapped. Any missing, unexpected or
-    differently shaped key raises a ``ValueError`` that names the file and the
-    architecture, before anything is copied.
-    """
+def read_sam_state(path: str) -> Mapping:
+    """The state dict of a SAM ``.pth`` (``{'state_dict': ...}`` unwrapped), checked."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'SAM checkpoint {path!r} does not exist')
     state = torch.load(path, map_location='cpu', weights_only=True)
@@ -161,6 +170,43 @@ def load_sam_checkpoint(sam: Sam, path: str, arch_desc: str) -> None:
             isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f'SAM checkpoint {path!r} is not a state dict '
                          '(a mapping of parameter names to tensors)')
+    return state
+
+
+def _shapes(arch: Union[str, Mapping]) -> dict:
+    """Parameter shapes of ``arch``, built on the meta device (no memory, no init cost)."""
+    with torch.device('meta'):
+        sam = build_sam(arch)
+    return {k: tuple(v.shape) for k, v in sam.state_dict().items()}
+
+
+def infer_sam_arch(state: Mapping, path: str) -> str:
+    """The name of the architecture (:data:`SAM_ARCH_NAMES`, :data:`SAM_ARCH_PRESETS`)
+    whose every parameter shape equals those of ``state`` (read from ``path``); a
+    ``ValueError`` naming the file, what it holds and the names tried when none fits (give
+    ``arch=`` a dict then)."""
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    names = SAM_ARCH_NAMES + tuple(SAM_ARCH_PRESETS)
+    for name in names:
+        if _shapes(name) == have:
+            return name
+    raise ValueError(
+        f'SAM checkpoint {path!r}: arch={AUTO!r} found no architecture of {names} whose '
+        f'parameter shapes equal the file\'s ({_describe_checkpoint(state)}); give `arch=` '
+        'as a name or an arch dict (crseg.models.refiners.sam_arch)')
+
+
+def load_sam_checkpoint(sam: Sam, path: str, arch_desc: str,
+                        state: Optional[Mapping] = None) -> None:
+    """Load an official SAM ``.pth`` (a flat state dict) into ``sam``.
+
+    The file is read with ``torch.load(weights_only=True)``. A mmengine-style
+    ``{'state_dict': ...}`` wrapper is unwrapped. Any missing, unexpected or
+    differently shaped key raises a ``ValueError`` that names the file and the
+    architecture, before anything is copied.
+    """
+    if state is None:
+        state = read_sam_state(path)
     own = sam.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

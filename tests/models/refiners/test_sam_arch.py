@@ -67,3 +67,39 @@ def test_checkpoint_wrapped_and_garbage(tmp_path):
     with pytest.raises(ValueError, match=r"partial.pth.*does not fit arch "
                        r"tiny: 1 missing keys.*1 unexpected keys"):
         load_sam_checkpoint(dst, str(partial), 'tiny')
+
+
+@pytest.mark.parametrize('name', ['vit_b', 'vit_l', 'vit_h', 'tiny'])
+def test_auto_arch_reads_the_size_from_the_weights(name):
+    """``arch='auto'``: every official size (shapes from a meta-device build, no memory) and
+    the ``tiny`` preset are told apart by their parameter shapes alone."""
+    from crseg.models.refiners.sam_arch import infer_sam_arch
+    with torch.device('meta'):
+        state = build_sam(name).state_dict()
+    assert infer_sam_arch(state, f'{name}.pth') == name
+
+
+def test_auto_arch_refuses_an_unknown_size_naming_the_file(tmp_path):
+    from crseg.models.refiners.sam_arch import infer_sam_arch, read_sam_state
+    path = tmp_path / 'odd.pth'
+    torch.save(build_sam(TINY).state_dict(), path)  # 2 blocks: no preset has it
+    with pytest.raises(ValueError, match=r"odd\.pth.*embed_dim=32, depth=2.*give `arch=`"):
+        infer_sam_arch(read_sam_state(str(path)), str(path))
+
+
+def test_one_setting_swaps_the_sam_size(tmp_path, repo_root):
+    """The stand-in tool's file at a config's checkpoint path builds with that one key: the
+    refiner reads the architecture from it (before: the arch dict's 11 keys as well)."""
+    import subprocess
+    import sys
+
+    from crseg.models.refiners import SAMRefiner
+    path = tmp_path / 'sam_vit_h_4b8939.pth'
+    subprocess.run([sys.executable, str(repo_root / 'tools/misc/make_tiny_sam.py'),
+                    '--out', str(path)], check=True, capture_output=True)
+    ref = SAMRefiner(checkpoint=str(path), train_decoder=False)
+    assert ref.arch == 'tiny' and ref.img_size == 64
+    saved = torch.load(path, weights_only=True)
+    assert all(torch.equal(v, saved[k]) for k, v in ref.sam.state_dict().items())
+    with pytest.raises(ValueError, match="arch='auto'.*`checkpoint`"):
+        SAMRefiner(arch='auto')
