@@ -18,6 +18,10 @@ outcome):
   the last '.', '!', '?' or newline that has any content);
   (a leading marker is dropped from it);
 * nothing usable (empty response, only markers/punctuation) -> answer '' with span (0, 0).
+
+Prompts (:meth:`GLCoT.build_prompt`) are :class:`QueryPrompt` strings: they know where the
+query is in them, so an MLLM adapter that must cut a prompt too long for its context cuts the
+query's tail and keeps the instruction after it whole.
 """
 import re
 from dataclasses import dataclass
@@ -34,6 +38,30 @@ GLCOT_INSTRUCTION = ('First describe the whole scene, then the region that matte
                      'details, then name the target. Reply as "scene: ... region: ... '
                      'answer: ...", one part per line.')
 PLAIN_INSTRUCTION = 'Name the target. Reply as "answer: ...".'
+
+
+class QueryPrompt(str):
+    """A prompt text that knows the char span ``query_span`` = [start, end) of the user's query
+    in it. It is a ``str`` everywhere; an MLLM adapter that must cut the prompt to fit its
+    context cuts only query tokens, from the query's end, and keeps the text before and after
+    the query (an instruction) whole. A plain ``str`` prompt counts as all query."""
+
+    def __new__(cls, text: str, query_span: Tuple[int, int]):
+        start, end = (int(v) for v in query_span)
+        if not 0 <= start <= end <= len(text):
+            raise ValueError(f'QueryPrompt: query_span {tuple(query_span)} is not inside the '
+                             f'{len(text)} chars of the text')
+        obj = super().__new__(cls, text)
+        obj.query_span = (start, end)
+        return obj
+
+    @classmethod
+    def around(cls, before: str, query: str, after: str) -> 'QueryPrompt':
+        """``before + query + after`` with the query's span."""
+        return cls(before + query + after, (len(before), len(before) + len(query)))
+
+    def __getnewargs__(self):  # copy / pickle keep the span
+        return str(self), self.query_span
 
 
 @dataclass
@@ -75,9 +103,11 @@ class GLCoT:
         self.instruction = instruction if instruction is not None else (
             GLCOT_INSTRUCTION if mode == 'glcot' else PLAIN_INSTRUCTION)
 
-    def build_prompt(self, query: str) -> str:
-        """User-message text (the MLLM adapter applies the chat template)."""
-        return f'{query.strip()}\n{self.instruction}'
+    def build_prompt(self, query: str) -> QueryPrompt:
+        """User-message text (the MLLM adapter applies the chat template): the query, a line
+        break, the instruction; a :class:`QueryPrompt`, so that a prompt too long for the
+        model's context loses the query's tail, never the instruction."""
+        return QueryPrompt.around('', query.strip(), f'\n{self.instruction}')
 
     def build_target(self, ann: Optional[dict],
                      answer: Optional[str] = None) -> Tuple[str, Tuple[int, int]]:
@@ -176,4 +206,4 @@ class GLCoT:
         return (0, 0)
 
 
-__all__ = ['GLCoT', 'GLCoTParse', 'MARKERS']
+__all__ = ['GLCoT', 'GLCoTParse', 'MARKERS', 'QueryPrompt']

@@ -5,8 +5,10 @@
         [--names NAME ...] [--data-root NAME=DIR ...] [--cfg-options k=v ...] [--in-process]
 
 For every (config, dataset): the config's model with its checkpoint (``--checkpoints``, one per
-config, in order; ``none`` or leaving them out = weights as the config builds them, marked in
-the table), the dataset's ``test_dataloader`` from ``configs/_base_/datasets/<name>.py`` (or a
+config, in order; leaving them out = the config's ``load_from``, if any; ``none`` = weights as
+the config builds them, marked in the table -- as in ``tools/test.py``, a model with randomly
+initialised parts is then refused, naming the config and the parts: an error row, exit 1),
+the dataset's ``test_dataloader`` from ``configs/_base_/datasets/<name>.py`` (or a
 path to such a file), limited to the first ``--limit`` samples, and two ``ReasonSegMetric``
 evaluators (LISA and Seg-Zero protocols, prefixes ``lisa``/``segzero``) run by
 ``runner.test()``. Parse failures and the other per-sample outcome counts (``n_<key>``) come
@@ -155,12 +157,22 @@ def preflight(specs) -> list:
 def run_one(spec: dict) -> dict:
     """Evaluate one (method, dataset) with ``runner.test()``; return its table row."""
     import torch
-    from mmengine.runner import Runner
+    from mmengine.model import is_model_wrapper
+
+    from crseg.engine.runner import CRSegTestRunner
+    from crseg.utils.checkpoint_policy import load_trained_checkpoint, require_no_random_parts
     register_all_modules(init_default_scope=False)
     cfg = build_cfg(spec)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    runner = Runner.from_cfg(cfg)
+    cfg.load_from = None  # loaded below as tools/test.py loads it, strictly
+    runner = CRSegTestRunner.from_cfg(cfg)
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if spec['checkpoint']:
+        load_trained_checkpoint(model, spec['checkpoint'])
+    else:  # the guard of tools/test.py: no score of random weights
+        require_no_random_parts(model, f"tools/benchmark.py {spec['method']} "
+                                f"({spec['config']})")
     timer = TestStepTimer()
     runner.register_hook(timer)
     metrics = runner.test()
@@ -204,7 +216,8 @@ def make_specs(args) -> list:
         if not osp.isfile(config):
             raise FileNotFoundError(f'config file does not exist: {config}')
         method = args.names[i] if args.names else osp.splitext(osp.basename(config))[0]
-        ckpt = args.checkpoints[i] if args.checkpoints else None
+        ckpt = args.checkpoints[i] if args.checkpoints else Config.fromfile(config).get(
+            'load_from')  # as tools/test.py: a config's load_from counts
         ckpt = None if ckpt in (None, 'none', 'None', '') else ckpt
         for ds in datasets:
             name = 'config' if ds is None else osp.splitext(osp.basename(ds))[0]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-process training with torchrun. Single node: tools/dist_train.sh CONFIG GPUS [args]
-# PYTHON selects the interpreter (default: python on PATH).
+# PYTHON selects the interpreter (default: the repository's .venv/bin/python when it exists,
+# else python on PATH).
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR (and PORT) on every node.
 set -euo pipefail
 CONFIG=${1:?usage: dist_train.sh CONFIG NPROC [train.py args]}
@@ -17,7 +18,11 @@ MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 # DeepSpeed's CPU accelerator counts devices from LOCAL_SIZE (else it calls numactl).
 export LOCAL_SIZE=${LOCAL_SIZE:-$NPROC}
 DIR=$(cd "$(dirname "$0")" && pwd)
-PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "${PYTHON:-python}" -m torch.distributed.run \
+VENV_PY="$DIR/../.venv/bin/python"
+if [ -z "${PYTHON:-}" ]; then
+  if [ -x "$VENV_PY" ]; then PYTHON=$VENV_PY; else PYTHON=python; fi
+fi
+PYTHONPATH="$DIR/..:${PYTHONPATH:-}" exec "$PYTHON" -m torch.distributed.run \
   --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
   --nproc_per_node="$NPROC" --master_port="$PORT" \
   "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

@@ -11,13 +11,20 @@ Without CHECKPOINT every weight must come from such a file: a part with random w
 learned head, an MLLM built from ``config=``, a SAM without ``checkpoint=``) stops the run
 before any evaluation, named. Each run writes into its own folder ``WORK_DIR/<timestamp>``
 (``CRSegRunner``), so runs started together overwrite nothing.
+
+Under ``--launcher pytorch`` (``tools/dist_test.sh``) the model is not wrapped in DDP
+(``CRSegTestRunner``): each process evaluates its share of the test set and the metric
+gathers the results, so any config -- training-free ones included, with or without a
+checkpoint -- is evaluated by several processes. A test run never builds the training data
+(``--show-dir`` included).
 """
 import argparse
 import os
 
+import torch.distributed as dist
 from mmengine.model import is_model_wrapper
 
-from crseg.engine.runner import CRSegRunner
+from crseg.engine.runner import CRSegTestRunner
 from crseg.engine.strategies import cpu_distributed_patch
 from crseg.utils import register_all_modules
 from crseg.utils.cfg_options import CfgOptionsAction
@@ -77,13 +84,17 @@ def main():
         cfg.test_evaluator = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) \
             else [cfg.test_evaluator]
         cfg.test_evaluator.append(dict(type='MaskDumpMetric', out_dir=args.out))
-    runner = CRSegRunner.from_cfg(cfg)
+    runner = CRSegTestRunner.from_cfg(cfg)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     if checkpoint is not None:
         load_trained_checkpoint(model, checkpoint)
     else:
         require_no_random_parts(model, 'tools/test.py')
     runner.test()
+    if dist.is_available() and dist.is_initialized():
+        # left to interpreter shutdown, gloo's worker threads may still hold the last
+        # collective's tensors and abort the process (SIGABRT) after a complete run
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':

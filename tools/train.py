@@ -15,6 +15,8 @@ batch derived from the world size; a world size that does not divide it is an er
 Without CUDA, ``--launcher pytorch`` runs on gloo, and an ``AmpOptimWrapper`` stops the run
 before any work with the flag for a CPU run (``--cfg-options optim_wrapper.type=OptimWrapper``).
 What checkpoints hold and how they are written: ``crseg.engine.hooks.CRSegCheckpointHook``.
+A work dir whose last checkpoint belongs to another config (experiment) is refused, with or
+without ``--resume`` (rule and way out: ``crseg.engine.resume_guard``).
 Plain (non-strategy) runs use ``CRSegRunner`` (a run folder of its own); one training per work
 dir at a time (a second one is refused). A plain ``--launcher pytorch`` run takes its DDP
 wrapper settings from ``configs/_base_/strategies/ddp.py`` unless the config sets
@@ -25,10 +27,13 @@ import logging
 import os
 import os.path as osp
 
+import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import FlexibleRunner
 
+from crseg.engine.hooks import check_checkpoint_hook_cfg
+from crseg.engine.resume_guard import check_work_dir_owner
 from crseg.engine.runner import CRSegRunner
 from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
                                      canonical_strategy_name, check_world_size,
@@ -151,6 +156,7 @@ def main():
                          'pytorch under torchrun; for a plain single-process run drop --strategy')
     check_world_size(cfg, world_size_from_env() if args.launcher != 'none' else 1)
     check_optim_wrapper_device(cfg)
+    check_checkpoint_hook_cfg(cfg)
     fit_param_schedulers(cfg)
     if args.launcher != 'none' and cfg.get('strategy') is None:
         ddp_wrapper_for_plain_runner(cfg)
@@ -163,8 +169,13 @@ def main():
         cfg.resume, cfg.load_from = True, args.resume
     check_start_checkpoint(cfg, cfg.work_dir)
     lock_work_dir(cfg.work_dir)
+    check_work_dir_owner(cfg, cfg.work_dir)
     runner = build_runner(cfg)
     runner.train()
+    if dist.is_available() and dist.is_initialized():
+        # as in tools/test.py: gloo's worker threads left to interpreter shutdown may abort
+        # (SIGABRT) a process whose run is complete
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':

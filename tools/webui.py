@@ -1,7 +1,7 @@
 """A web page for any crseg segmentor config: image + query -> mask, GLCoT text, attention.
 
     python tools/webui.py CONFIG [--checkpoint CKPT] [--host 127.0.0.1] [--port 7860]
-                          [--device cpu] [--examples 4] [--cfg-options k=v ...]
+                          [--device DEV] [--examples 4] [--cfg-options k=v ...]
 
 Serves the embedded default after ``make demo`` (``make webui`` does exactly that), a real
 config with local weights, or a training-free config with no checkpoint. The model is loaded
@@ -28,7 +28,8 @@ def parse_args(argv=None):
     p.add_argument('--host', default='127.0.0.1',
                    help='interface to bind (default loopback only; 0.0.0.0 = every interface)')
     p.add_argument('--port', type=int, default=7860)
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default=None,
+                   help='cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)')
     p.add_argument('--examples', type=int, default=4,
                    help="clickable examples from the config's test set (0: none)")
     p.add_argument('--work-dir', default=None, help='where the server writes its files')
@@ -38,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                    help='override config settings, key=value pairs')
     args = p.parse_args(argv)
+    from crseg.apis.inferencer import default_device
+    args.device = args.device or default_device()
     if not 0 < args.port < 65536:
         p.error(f'--port {args.port} is not a TCP port')
     return args

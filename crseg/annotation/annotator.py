@@ -13,7 +13,12 @@ Files beside ``out`` (``X.jsonl``): ``X.rejects.jsonl`` (every item left out: ``
   rename) and removes the rank files. A kill during the merge leaves the rank files, and the
   next run merges them.
 * At the end the sidecar and rejects are rewritten once in dataset order (records of ids not
-  among the current items are kept after them), and the report is written.
+  among the current items are kept after them), and the report is written. Its ``status``
+  (:func:`run_status`) says whether the run did anything: ``annotated``, ``nothing_to_do``
+  (a resumed run with every item already annotated or deliberately left out), or a failure
+  the tool exits non-zero for, with ``message`` saying why: ``nothing_annotated`` (every item
+  this run handled was rejected, failed or had bad input, or all items were left out before)
+  or ``no_items``.
 """
 import glob
 import json
@@ -22,7 +27,7 @@ import os.path as osp
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.logging import print_log
 
@@ -237,6 +242,7 @@ class Annotator:
             left_out_items=[{k: v[k] for k in ('id', 'image', 'query', 'kind', 'reason',
                                                'detail')}
                             for v in _ordered(left, order)])
+        report['status'], report['message'] = run_status(report, self.paths)
         with open(self.paths['report'], 'w', encoding='utf-8') as f:
             json.dump(report, f, indent=2, ensure_ascii=False)
         run = report['this_run']
@@ -248,7 +254,38 @@ class Annotator:
                   f'{run["seconds"]} s ({self.world_size} process(es)); answer-region '
                   f'consistency {stats.consistent}/{stats.consistency_checked}; report '
                   f'{self.paths["report"]}', logger='current')
+        if report['status'] != 'annotated':
+            level = 20 if report['status'] == 'nothing_to_do' else 40
+            print_log(f'glcot_annotate: {report["message"]}', logger='current', level=level)
         return report
+
+
+FAILED_STATUS = ('nothing_annotated', 'no_items')
+
+
+def run_status(report: dict, paths: Dict[str, str]) -> Tuple[str, str]:
+    """(status, message) of a finished run from its report (see module docstring)."""
+    run, items, annotated = report['this_run'], report['items'], report['annotated']
+    handled = run['asked'] + run['bad_input']
+    if not items:
+        return 'no_items', 'no items to annotate: the dataset has no (image, query) pair'
+    if run['accepted']:
+        return 'annotated', f'{run["accepted"]} item(s) annotated'
+    where = f'every item left out and why: {paths["rejects"]} (report {paths["report"]})'
+    if handled:
+        gate = ', '.join(f'{k} {v}' for k, v in sorted(run['rejected_by_reason'].items()))
+        return 'nothing_annotated', (
+            f'nothing annotated: {handled} item(s) handled this run, none accepted (rejected '
+            f'by the quality gate: {gate or 0}; failed requests: {run["failed_requests"]}; bad '
+            f'input: {run["bad_input"]}); {where}. Failed requests are asked again by the next '
+            'run; --redo-rejected asks the others again')
+    if not annotated:
+        return 'nothing_annotated', (
+            f'nothing annotated: all {items} items were left out by an earlier run '
+            f'({report["left_out"]}); {where}. --redo-rejected asks them again')
+    return 'nothing_to_do', (
+        f'nothing to do: all {items} items are already annotated ({annotated}) or were left '
+        f'out by an earlier run ({items - annotated}; --redo-rejected asks them again)')
 
 
 def _family(path: str) -> List[str]:
@@ -278,4 +315,4 @@ def _ordered(records: Dict[str, dict], order: List[str]) -> List[dict]:
     return known + [r for i, r in records.items() if i not in pos]
 
 
-__all__ = ['Annotator', 'RunStats', 'side_paths', 'rank_path']
+__all__ = ['Annotator', 'RunStats', 'side_paths', 'rank_path', 'run_status', 'FAILED_STATUS']

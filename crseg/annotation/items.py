@@ -14,7 +14,6 @@ the teacher sees is the mask the model trains on. A file that cannot be read is 
 ``error`` set: it is listed and counted by the annotator, never silently dropped.
 """
 import json
-import os
 import os.path as osp
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -22,7 +21,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from crseg.datasets.glcot_sidecar import sidecar_id
-from crseg.datasets.reasonseg import IMG_EXTENSIONS, read_json, validate_shapes
+from crseg.datasets.reasonseg import (find_image, list_annotation_files, read_json,
+                                      validate_shapes)
 
 
 @dataclass
@@ -56,23 +56,15 @@ class LoadedItem:
         return self.box is not None
 
 
-def _find_image(ann_path: str) -> Optional[str]:
-    stem = osp.splitext(ann_path)[0]
-    for ext in IMG_EXTENSIONS:
-        if osp.isfile(stem + ext):
-            return stem + ext
-    return None
-
-
 def items_from_folder(folder: str) -> List[AnnotationItem]:
     """Every query of every ``*.json`` in a ReasonSeg-format folder (sorted by file name)."""
     if not osp.isdir(folder):
         raise FileNotFoundError(f'glcot_annotate: dataset folder {folder!r} does not exist')
-    names = sorted(n for n in os.listdir(folder) if n.endswith('.json'))
+    names = list_annotation_files(folder)  # *.json, any case of the extension
     items = []
     for name in names:
         path = osp.join(folder, name)
-        image = _find_image(path) or osp.splitext(path)[0] + '.jpg'
+        image = find_image(path) or osp.splitext(path)[0] + '.jpg'
         try:
             ann = read_json(path)
             if not isinstance(ann, dict):
@@ -88,7 +80,7 @@ def items_from_folder(folder: str) -> List[AnnotationItem]:
             items.append(AnnotationItem(image, '', source=path, error=f'bad annotation: {e}',
                                         error_kind='bad_annotation'))
             continue
-        missing = None if _find_image(path) else f'no image next to {path} (.jpg or .png)'
+        missing = None if find_image(path) else f'no image next to {path} (.jpg or .png)'
         for k, text in enumerate(texts):
             query = text if isinstance(text, str) else ''
             item = AnnotationItem(image, query, shapes, bool(ann.get('is_sentence')), path)
@@ -159,13 +151,12 @@ def load_item(item: AnnotationItem) -> LoadedItem:
     Raises ``ValueError`` naming the image when it cannot be read or decoded, or the shapes
     cannot be rasterized.
     """
-    from mmcv.transforms import LoadImageFromFile
-
     from crseg.datasets.transforms import LoadReasonSegAnnotations
+    from crseg.datasets.transforms.loading import LoadImageFromFile  # the one image rule
     results = dict(img_path=item.image, ann_path=item.source, shapes=item.shapes)
     try:
         results = LoadImageFromFile(color_type='color')(results)
-    except Exception as e:  # mmcv raises AssertionError/OSError/... for unreadable files
+    except Exception as e:  # ValueError (crseg's reader), OSError, ... for unreadable files
         raise ValueError(f'{item.image}: image failed to load or decode '
                          f'({type(e).__name__}: {e})') from e
     if results is None or results.get('img') is None:

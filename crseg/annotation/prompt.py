@@ -6,12 +6,15 @@ with ``draw_mask``, the image with the target's outline drawn in red. The prompt
 is given so that the answer names the right object and asks the teacher not to mention it.
 LISA's explanation of the image (``explanatory/train.json``), when there is one, is a further
 hint. The retry prompt repeats all that and says why the first reply was rejected.
+The text is a :class:`crseg.glcot.QueryPrompt`: an adapter teacher whose context it overflows
+cuts the query's tail and keeps the hints and the reply format whole.
 """
 from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 
+from crseg.glcot import QueryPrompt
 from .items import LoadedItem
 
 OUTLINE_RGB = (255, 0, 0)
@@ -41,11 +44,12 @@ def box_hint(box: Tuple[int, int, int, int], width: int, height: int) -> str:
 
 def build_prompt(loaded: LoadedItem, max_answer_words: int, empty_answer: str = 'none',
                  explanation: Optional[dict] = None, draw_mask: bool = False,
-                 rejected_because: Optional[str] = None) -> Tuple[str, np.ndarray]:
+                 rejected_because: Optional[str] = None) -> Tuple[QueryPrompt, np.ndarray]:
     """The user text and the image for the teacher (see module docstring)."""
     item = loaded.item
     height, width = loaded.image.shape[:2]
-    lines = [f'Request about this image: "{item.query.strip()}"']
+    lead, query = 'Request about this image: "', item.query.strip()
+    lines = ['"']
     if loaded.has_target:
         where = box_hint(loaded.box, width, height)
         if draw_mask:
@@ -70,7 +74,7 @@ def build_prompt(loaded: LoadedItem, max_answer_words: int, empty_answer: str = 
                      'line name the same object as the answer.')
     image = draw_outline(loaded.image, loaded.mask) if draw_mask and loaded.has_target \
         else loaded.image
-    return '\n'.join(lines), image
+    return QueryPrompt.around(lead, query, '\n'.join(lines)), image
 
 
 __all__ = ['build_prompt', 'draw_outline', 'box_hint']

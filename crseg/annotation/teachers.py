@@ -5,12 +5,14 @@
 * :class:`OpenAITeacher` - an OpenAI-compatible chat-completions endpoint (``vllm serve``,
   ...) through the ``openai`` client: images as base64 data URLs, ``concurrency`` requests in
   flight, a timeout per request, retries with exponential back-off on connection errors,
-  timeouts, HTTP 408/409/429/5xx and malformed replies.
+  timeouts, HTTP 408/409/429/5xx and malformed replies (a body that is not a chat completion,
+  or not JSON at all though labelled ``application/json``).
 
 ``ask`` returns one :class:`Reply` per request, in order: the text, or why there is none. A
 teacher never raises for one bad request; the annotator records it as a failed request.
 """
 import base64
+import json
 import os
 import random
 import time
@@ -214,6 +216,9 @@ class OpenAITeacher:
                 error = f'connection failed: {e.__cause__ or e}'
             except (openai.APIError, MalformedReply) as e:
                 error = f'malformed reply: {e}'
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                # the client parses a body labelled application/json and raises this as is
+                error = f'malformed reply: the body is not JSON ({type(e).__name__}: {e})'
         return Reply(error=f'{error} (after {attempt + 1} tries)')
 
 

@@ -1,9 +1,12 @@
 """Crash-safe, resumable JSONL files (the sidecar and the list of items left out).
 
 Every batch of records is appended as whole lines in one ``write``, then flushed and fsynced, so
-a killed writer leaves at most one unterminated last line. Opening a file repairs that: the
-text after the last newline is truncated away (logged), and the ids already present are known
-(:attr:`JsonlWriter.records`), so a restarted run skips them and writes no duplicate.
+a killed writer leaves at most one unterminated last line. Opening a file repairs that
+(:func:`repair_tail`, logged): a last line that is a whole record (an object with a string
+``id``) and only lacks its newline (a file edited by hand) is kept and the newline added; a
+truly half-written one is cut away and its bytes appended to ``<file>.cut`` (one line per cut),
+never lost. The ids already present are then known (:attr:`JsonlWriter.records`), so a
+restarted run skips them and writes no duplicate.
 """
 import json
 import os
@@ -13,8 +16,22 @@ from typing import Dict, Iterable, List
 from mmengine.logging import print_log
 
 
+def cut_path(path: str) -> str:
+    """Where :func:`repair_tail` keeps the half-written last lines it cuts from ``path``."""
+    return f'{path}.cut'
+
+
+def _is_record(data: bytes) -> bool:
+    try:
+        rec = json.loads(data)
+    except ValueError:  # not JSON (a half line), or not UTF-8 (cut inside a character)
+        return False
+    return isinstance(rec, dict) and isinstance(rec.get('id'), str)
+
+
 def repair_tail(path: str) -> int:
-    """Truncate an unterminated last line; returns the number of bytes cut."""
+    """Repair an unterminated last line: a whole record gets its newline (kept), anything
+    else is cut away and saved to :func:`cut_path`; returns the number of bytes cut."""
     if not osp.isfile(path):
         return 0
     with open(path, 'rb+') as f:
@@ -33,12 +50,30 @@ def repair_tail(path: str) -> int:
             pos = start
         else:
             keep = 0
-        if keep < size:
-            f.truncate(keep)
+        if keep == size:
+            return 0
+        f.seek(keep)
+        tail = f.read(size - keep)
+        if _is_record(tail):
+            f.seek(size)
+            f.write(b'\n')
             f.flush()
             os.fsync(f.fileno())
-            print_log(f'{path}: cut an unterminated last line ({size - keep} bytes, a writer '
-                      'was killed mid-line)', logger='current', level=30)
+            print_log(f'{path}: the last line is a whole record without its final newline; '
+                      'kept it and added the newline', logger='current', level=30)
+            return 0
+        saved = ''
+        if tail.strip():
+            with open(cut_path(path), 'ab') as aside:
+                aside.write(tail + b'\n')
+                aside.flush()
+                os.fsync(aside.fileno())
+            saved = f'; its bytes are saved in {cut_path(path)}'
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+        print_log(f'{path}: cut an unterminated last line ({size - keep} bytes, not a whole '
+                  f'record: a writer was killed mid-line){saved}', logger='current', level=30)
         return size - keep
 
 
@@ -103,4 +138,4 @@ def write_atomic(path: str, records: Iterable[dict]) -> None:
     os.replace(tmp, path)
 
 
-__all__ = ['JsonlWriter', 'repair_tail', 'read_jsonl', 'write_atomic', 'dump_line']
+__all__ = ['JsonlWriter', 'repair_tail', 'read_jsonl', 'write_atomic', 'dump_line', 'cut_path']

@@ -5,7 +5,8 @@ comes from a config (``_base_`` chain and ``--cfg-options`` applied), with a tra
 loaded strictly, or with no checkpoint when every weight comes from the config's
 ``pretrained=`` / ``checkpoint=`` files (parts with random weights are refused, named:
 :mod:`crseg.utils.checkpoint_policy`). Images go through the config's test pipeline minus its
-annotation loading, so what the model sees is exactly what ``tools/test.py`` gives it.
+annotation loading, so what the model sees is exactly what ``tools/test.py`` gives it (read by
+:mod:`crseg.datasets.image_io`, the one image reader of every entry point).
 
 Stage times. Every call records, in ``sample.metainfo['timings']`` (seconds):
 
@@ -34,6 +35,13 @@ from crseg.utils.tool_utils import load_config
 
 #: Pipeline steps that read ground truth (left out at inference).
 ANNOTATION_STEPS = ('LoadReasonSegAnnotations', 'LoadAnnotations')
+
+
+def default_device() -> str:
+    """``'cuda'`` when a GPU is visible, else ``'cpu'``: the default of ``tools/demo.py`` and
+    ``tools/webui.py``, the same rule as ``tools/test.py`` and ``select_heads.py``."""
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 def build_model(cfg, checkpoint: Optional[str] = None, device: str = 'cpu',
@@ -98,7 +106,7 @@ class ReasonSegInferencer:
     Args:
         config: a config file.
         checkpoint: a trained checkpoint (None: weights from the config's files only).
-        device: 'cpu', 'cuda', 'cuda:1' ...
+        device: 'cpu', 'cuda', 'cuda:1' ... (None: :func:`default_device`, cuda if available).
         cfg_options: overrides, as ``--cfg-options`` gives them (a dict).
         what: the caller's name in errors about random weights.
 
@@ -106,11 +114,12 @@ class ReasonSegInferencer:
     stage times described in the module docstring.
     """
 
-    def __init__(self, config: str, checkpoint: Optional[str] = None, device: str = 'cpu',
-                 cfg_options: Optional[dict] = None, what: str = 'ReasonSegInferencer'):
+    def __init__(self, config: str, checkpoint: Optional[str] = None,
+                 device: Optional[str] = None, cfg_options: Optional[dict] = None,
+                 what: str = 'ReasonSegInferencer'):
         register_all_modules(init_default_scope=False)
         self.cfg = load_config(config, cfg_options)
-        self.model = build_model(self.cfg, checkpoint, device, what)
+        self.model = build_model(self.cfg, checkpoint, device or default_device(), what)
         self.pipeline = inference_pipeline(self.cfg)
         self._timer = _StageTimer(self.model)
         self._lock = threading.Lock()
@@ -137,4 +146,5 @@ class ReasonSegInferencer:
         return sample
 
 
-__all__ = ['ReasonSegInferencer', 'build_model', 'inference_pipeline', 'ANNOTATION_STEPS']
+__all__ = ['ReasonSegInferencer', 'build_model', 'default_device', 'inference_pipeline',
+           'ANNOTATION_STEPS']

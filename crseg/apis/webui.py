@@ -8,7 +8,9 @@ whether the refiner's image-embedding cache served the image.
 
 Input rules (each violation is a visible error in the page; the server keeps serving):
 
-* the upload must be an image PIL can read (anything else: "not an image");
+* the upload must be an image crseg's one reader (:mod:`crseg.datasets.image_io`, the
+  datasets' and ``tools/demo.py``'s) can read (anything else: "not an image"); it is read as
+  they read it (EXIF orientation applied, alpha dropped, 16-bit scaled);
 * images above ``max_pixels`` are refused; images whose longer side exceeds ``max_side`` are
   resized to it (aspect kept, Lanczos) before inference, and the page says so;
 * the query must have text, and at most ``max_query_chars`` characters.
@@ -26,6 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from crseg.datasets.image_io import read_rgb
 from crseg.visualization.reasonseg_visualizer import (draw_points, heatmap_overlay,
                                                       mask_overlay, place_on_view)
 
@@ -56,27 +59,41 @@ def check_query(query: Optional[str], limits: Limits) -> str:
 def load_image(path: Optional[str], limits: Limits,
                work_dir: str) -> Tuple[str, str, np.ndarray]:
     """Read, check, maybe resize, and store the upload as ``<sha1>.png``;
-    -> (stored path, note, the RGB pixels stored)."""
+    -> (stored path, note, the RGB pixels stored).
+
+    Pixels come from :func:`crseg.datasets.image_io.read_rgb`, the reader of the datasets and
+    ``tools/demo.py`` (EXIF orientation applied, 16-bit scaled, ...), so an upload the model sees
+    unresized is the array ``tools/demo.py`` and ``tools/test.py`` give the same file."""
     if not path:
         raise RequestError('No image: upload a picture (PNG, JPEG, ...) first.')
     name = osp.basename(path)
     Image.MAX_IMAGE_PIXELS = limits.max_pixels  # PIL's bomb check, at our bound
+    size = None
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if w * h > limits.max_pixels:
-                raise RequestError(f'{name} is {w} x {h} pixels; at most '
-                                   f'{limits.max_pixels:,} pixels are accepted.')
-            im.draft('RGB', (limits.max_side, limits.max_side))  # JPEG: decode smaller
-            rgb = im.convert('RGB')
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as err:
+        with Image.open(path) as im:  # the header only: refuse huge images before decoding
+            size = im.size
+    except UnidentifiedImageError:
+        pass  # not for Pillow; the reader below may still decode it (OpenCV formats)
+    except (Image.DecompressionBombError, OSError) as err:
         raise RequestError(f'{name} is not an image this demo can read ({err}).') from err
+    if size is not None and size[0] * size[1] > limits.max_pixels:
+        raise RequestError(f'{name} is {size[0]} x {size[1]} pixels; at most '
+                           f'{limits.max_pixels:,} pixels are accepted.')
+    try:
+        pixels = read_rgb(path)
+    except ValueError as err:
+        raise RequestError(f'{name} is not an image this demo can read ({err}).') from err
+    h, w = pixels.shape[:2]
+    if w * h > limits.max_pixels:
+        raise RequestError(f'{name} is {w} x {h} pixels; at most '
+                           f'{limits.max_pixels:,} pixels are accepted.')
+    rgb = Image.fromarray(pixels)
     note = ''
     if max(rgb.size) > limits.max_side:
         rgb.thumbnail((limits.max_side, limits.max_side), Image.LANCZOS)
+        pixels = np.asarray(rgb)
         note = (f'The image ({w} x {h}) was resized to {rgb.size[0]} x {rgb.size[1]} '
                 f'(longer side at most {limits.max_side} px).')
-    pixels = np.asarray(rgb)
     digest = hashlib.sha1(pixels.tobytes() + str(pixels.shape).encode()).hexdigest()[:16]
     out = osp.join(work_dir, 'images', f'{digest}.png')
     if not osp.exists(out):

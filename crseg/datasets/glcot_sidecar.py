@@ -17,6 +17,10 @@ Rules:
   and line number.
 * A later line with an id already seen replaces the earlier one (a re-annotated item wins).
 * Extra keys (``source``, ``teacher``, ...) are kept and ignored by the datasets.
+* ``glcot`` must hold all three keys with string values (:func:`check_glcot`); ``""`` is an
+  explicit empty part (an answer-only line: ``{"global": "", "local": "", "answer": "..."}``).
+  An absent or misspelled key (``scene`` for ``global``) is an error naming the file, line
+  and key, never an empty text.
 """
 import hashlib
 import json
@@ -35,13 +39,25 @@ def sidecar_id(image: str, query: str) -> str:
 
 
 def check_glcot(glcot, where: str) -> dict:
-    """Return ``glcot`` as a dict of the three string parts, or raise naming ``where``."""
+    """Return ``glcot`` as a dict of the three string parts, or raise naming ``where``.
+
+    All three keys must be present with string values; an empty string is an explicit "no
+    text" (an answer-only record writes ``"global": "", "local": ""``). An absent key is an
+    error naming it and the keys the object has (e.g. ``scene`` written for ``global``): read
+    as empty, it would silently train GLCoT mode on the answer alone.
+    """
     if not isinstance(glcot, dict):
         raise ValueError(f'{where}: "glcot" must be an object with {GLCOT_KEYS}, '
                          f'got {type(glcot).__name__}')
+    missing = [key for key in GLCOT_KEYS if key not in glcot]
+    if missing:
+        raise ValueError(f'{where}: "glcot" has no {", ".join(map(repr, missing))} (its keys: '
+                         f'{sorted(glcot)}); every record needs {GLCOT_KEYS} as strings, '
+                         'with "" for an empty part (an answer-only record: '
+                         '{"global": "", "local": "", "answer": "..."})')
     out = {}
     for key in GLCOT_KEYS:
-        val = glcot.get(key, '')
+        val = glcot[key]
         if not isinstance(val, str):
             raise ValueError(f'{where}: glcot[{key!r}] must be a string, got {type(val).__name__}')
         out[key] = val

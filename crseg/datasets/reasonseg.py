@@ -1,11 +1,12 @@
 """ReasonSegDataset: LISA's ReasonSeg on-disk format (SynthReason writes it too).
 
-Layout: ``<data_root>/<split>/<name>.jpg|.png`` next to ``<name>.json``::
+Layout: ``<data_root>/<split>/<name>.jpg|.png`` next to ``<name>.json`` (the ``.json``
+extension in any case, :func:`list_annotation_files`)::
 
     {"text": [query, ...], "is_sentence": bool,
      "shapes": [{"label": "target"|"ignore"|"flag", "points": [[x, y], ...]}],
      "imageWidth": int, "imageHeight": int,                           # optional
-     "glcot": [{"global": ..., "local": ..., "answer": ...}, ...],   # optional
+     "glcot": [{"global": ..., "local": ..., "answer": ...}, ...],   # optional (or null)
      "query_type": [...],                                            # optional
      "answer": [short answer, ...]}                                  # optional
 
@@ -29,13 +30,13 @@ from typing import List, Optional, Tuple
 import cv2
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
-from PIL import Image, UnidentifiedImageError
 
-from crseg.datasets.glcot_sidecar import attach_glcot
+from crseg.datasets.glcot_sidecar import attach_glcot, check_glcot
 from crseg.registry import DATASETS
+from .image_io import oriented_size
 from .transforms.rasterize import audit_shapes, opencv_draws_as_lisa
 
-IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.JPG', '.PNG', '.JPEG')
+IMG_EXTENSIONS = ('.jpg', '.png', '.jpeg', '.webp', '.bmp')  # in any case (.JPG, .Jpg)
 INT32_MAX = 2 ** 31 - 1
 # deviations that strict=True turns into errors (the rest are informational)
 STRICT_DEVIATIONS = ('odd_label', 'degenerate_polygon', 'out_of_bounds', 'empty_target',
@@ -65,6 +66,38 @@ def read_json(path: str):
     if encoding != 'utf-8':
         print_log(f'{path}: not UTF-8, read as {encoding}', logger='current', level=30)
     return data
+
+
+def find_image(ann_path: str) -> Optional[str]:
+    """The image beside an annotation file: same stem, an :data:`IMG_EXTENSIONS` extension in
+    any case (``a.jpg``, ``a.JPG``, ``a.Jpg``); None when there is none. The usual spellings
+    are tried first; the folder is listed only when they miss."""
+    stem = osp.splitext(ann_path)[0]
+    for ext in IMG_EXTENSIONS + tuple(e.upper() for e in IMG_EXTENSIONS):
+        if osp.isfile(stem + ext):
+            return stem + ext
+    folder, name = osp.split(stem)
+    for entry in sorted(os.listdir(folder or '.')):
+        base, ext = osp.splitext(entry)
+        if base == name and ext.lower() in IMG_EXTENSIONS and osp.isfile(osp.join(folder, entry)):
+            return osp.join(folder, entry)
+    return None
+
+
+def list_annotation_files(folder: str) -> List[str]:
+    """Sorted file names of the ReasonSeg annotations in ``folder``: ``*.json`` with the
+    extension in any case (``a.json``, ``b.JSON``, ``c.Json``). Shared by
+    :class:`ReasonSegDataset` and the GLCoT annotator. Two files for one image (``a.json`` and
+    ``a.JSON``) are an error naming both."""
+    names = sorted(n for n in os.listdir(folder)
+                   if osp.splitext(n)[1].lower() == '.json' and osp.isfile(osp.join(folder, n)))
+    stems = {}
+    for name in names:
+        other = stems.setdefault(osp.splitext(name)[0], name)
+        if other != name:
+            raise ValueError(f'{folder}: two annotation files for one image, {other} and {name}: '
+                             'keep one')
+    return names
 
 
 def _number(v) -> bool:
@@ -103,17 +136,9 @@ def validate_shapes(shapes, path: str) -> List[dict]:
 
 
 def image_size(img_path: str) -> Tuple[int, int]:
-    """(height, width) as ``cv2.imread`` returns the image (EXIF rotation applied)."""
-    if osp.getsize(img_path) == 0:
-        raise ValueError(f'{img_path}: image file is empty (0 bytes)')
-    try:
-        with Image.open(img_path) as im:
-            width, height = im.size
-            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-                width, height = height, width
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f'{img_path}: cannot read the image ({e})') from e
-    return height, width
+    """(height, width) of the image as the loader gives it (:mod:`crseg.datasets.image_io`:
+    EXIF orientation applied for every format)."""
+    return oriented_size(img_path)
 
 
 def _annotated_size(ann: dict, path: str) -> Optional[Tuple[int, int]]:
@@ -189,11 +214,11 @@ class ReasonSegDataset(BaseSegDataset):
         return osp.join(self.data_prefix.get('img_path') or self.data_root or '', self.split)
 
     def _find_image(self, ann_path: str) -> str:
-        stem = osp.splitext(ann_path)[0]
-        for ext in IMG_EXTENSIONS:
-            if osp.isfile(stem + ext):
-                return stem + ext
-        raise FileNotFoundError(f'{ann_path}: no image next to it ({stem}.jpg or .png)')
+        img = find_image(ann_path)
+        if img is None:
+            raise FileNotFoundError(f'{ann_path}: no image next to it ({osp.basename(ann_path)} '
+                                    f'with one of {IMG_EXTENSIONS} in any case)')
+        return img
 
     def _audit(self, ann: dict, shapes: List[dict], img_path: str, ann_path: str,
                encoding: str) -> List[dict]:
@@ -247,6 +272,9 @@ class ReasonSegDataset(BaseSegDataset):
                              f'got {is_sentence!r:.40}')
         shapes = validate_shapes(ann['shapes'], ann_path)
         glcots = _aligned(ann, 'glcot', len(texts), ann_path)
+        if glcots:  # each entry: null or all of {global, local, answer} (no silent '' parts)
+            glcots = [None if g is None else check_glcot(g, f'{ann_path}: glcot[{i}]')
+                      for i, g in enumerate(glcots)]
         qtypes = _aligned(ann, 'query_type', len(texts), ann_path)
         answers = _aligned(ann, 'answer', len(texts), ann_path)
         img_path = self._find_image(ann_path)
@@ -261,7 +289,7 @@ class ReasonSegDataset(BaseSegDataset):
                 for i, t in enumerate(keep)]
 
     def load_data_list(self) -> List[dict]:
-        """Scan ``<split>/*.json`` (sorted), validate, one entry per query."""
+        """Scan ``<split>/*.json`` (any case, sorted), validate, one entry per query."""
         folder = self._split_dir()
         if not osp.isdir(folder):
             raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} does not exist')
@@ -270,9 +298,10 @@ class ReasonSegDataset(BaseSegDataset):
                       'opencv-python 4.8.0.74 (4.8-4.10 match): masks will differ from LISA\'s '
                       'at some edge pixels; see requirements/runtime.txt', logger='current',
                       level=30)
-        names = sorted(n for n in os.listdir(folder) if n.endswith('.json'))
+        names = list_annotation_files(folder)
         if not names:
-            raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} has no .json file')
+            raise FileNotFoundError(f'ReasonSegDataset: split folder {folder} has no .json file '
+                                    '(any case of the extension)')
         data_list = []
         self.num_skipped = 0
         self.deviation_counts = Counter()

@@ -4,12 +4,19 @@ Panels, left to right: the image with the ground truth outline (when known);
 the EAP coarse heat-map with the sampled points (green positive, red
 negative); the refined mask. Below them: the query, the MLLM's response (the
 GLCoT text) and the parsed answer.
+
+Under a launcher every process draws its own share of the test set: the file backends
+(``LocalVisBackend``) write the pictures of every process (mmengine's ``add_image`` writes
+those of the main process only, so a 2-process ``--show-dir`` lost half of them); other
+backends (TensorBoard, W&B) get the main process's pictures.
 """
 import textwrap
 from typing import Optional
 
 import cv2
 import numpy as np
+from mmengine.dist import is_main_process
+from mmengine.visualization import LocalVisBackend
 from mmseg.visualization import SegLocalVisualizer
 
 from crseg.registry import VISUALIZERS
@@ -115,4 +122,8 @@ class ReasonSegVisualizer(SegLocalVisualizer):
         if out_file is not None:
             cv2.imwrite(out_file, drawn[..., ::-1])
         else:
-            self.add_image(name, drawn, step)
+            self.add_image(name, drawn, step)  # main process only
+            if not is_main_process():
+                for backend in self._vis_backends.values():
+                    if isinstance(backend, LocalVisBackend):
+                        backend.add_image(name, drawn, step)

@@ -12,9 +12,9 @@ checks the image is a decodable base64 JPEG data URL, and answers deterministica
 * otherwise answer = the query's last word, region and scene mention it.
 
 Behaviour by URL prefix (``http://127.0.0.1:PORT/<mode>/v1``): ``ok``, ``slow`` (0.15 s per
-reply), ``http404``, ``http500``, ``garbage`` (200 with non-JSON text), ``badshape`` (200 JSON
-without choices), ``hang`` (sleeps ``HANG_S``), ``flaky`` (503 on each item's first request,
-then ok).
+reply), ``http404``, ``http500``, ``garbage`` (200 with non-JSON text), ``badjson`` (200
+labelled ``application/json`` whose body is not JSON), ``badshape`` (200 JSON without choices),
+``hang`` (sleeps ``HANG_S``), ``flaky`` (503 on each item's first request, then ok).
 ``app.state.counts[mode]`` counts requests.
 """
 import asyncio
@@ -70,7 +70,7 @@ def _check_image(body: dict) -> str:
 
 def make_app():
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
     app = FastAPI()
     app.state.counts = Counter()
     app.state.seen = Counter()
@@ -89,6 +89,8 @@ def make_app():
             return JSONResponse({'error': {'message': 'internal error'}}, status_code=500)
         if mode == 'garbage':
             return PlainTextResponse('<html>definitely not a chat completion</html>')
+        if mode == 'badjson':
+            return Response('<html>502 Bad Gateway</html>', media_type='application/json')
         if mode == 'badshape':
             return JSONResponse({'object': 'chat.completion', 'unexpected': True})
         if mode == 'hang':

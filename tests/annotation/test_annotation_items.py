@@ -126,6 +126,9 @@ def test_prompt_hint_explanation_retry_and_outline(tmp_path):
     assert '"the red cup"' in text and 'x=3 to x=21' in text and 'y=4 to y=26' in text
     assert 'Do not mention the hint' in text and 'at most 4 words' in text
     assert image is loaded.image
+    # the query's span: an adapter teacher cuts only the query's tail (issue 27, item 2)
+    assert text[slice(*text.query_span)] == 'the red cup'
+    assert text.startswith('Request about this image: "the red cup"\nHint: ')
     exp = dict(query='the red cup', outputs='One drinks from it.')
     text2, drawn = build_prompt(loaded, 4, explanation=exp, draw_mask=True,
                                 rejected_because='long_answer: 9 words > 4')

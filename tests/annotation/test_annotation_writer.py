@@ -31,8 +31,26 @@ def test_half_written_line_is_cut_on_reopen(tmp_path):
     assert read_jsonl(str(path)) == [rec(0)]  # a reader never sees the half line
     w = JsonlWriter(str(path))
     assert path.read_bytes() == whole and set(w.records) == {rec(0)['id']}
+    # the cut bytes are saved aside, not lost
+    assert (tmp_path / 'out.jsonl.cut').read_bytes() == json.dumps(rec(1)).encode()[:25] + b'\n'
     w.append([rec(1)])
     assert read_jsonl(str(path)) == [rec(0), rec(1)]
+
+
+def test_whole_last_record_without_newline_is_kept(tmp_path):
+    path = tmp_path / 'out.jsonl'
+    JsonlWriter(str(path)).append([rec(0), rec(1)])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-1])  # a hand-edited file: the final newline is gone
+    assert repair_tail(str(path)) == 0
+    assert path.read_bytes() == whole and not (tmp_path / 'out.jsonl.cut').exists()
+    path.write_bytes(whole[:-1])
+    assert set(JsonlWriter(str(path)).records) == {rec(0)['id'], rec(1)['id']}
+    assert path.read_bytes() == whole
+    # JSON, but not a record (no string id): cut and saved aside like a half line
+    path.write_bytes(whole + b'{"no_id": 1}')
+    assert repair_tail(str(path)) == 12 and path.read_bytes() == whole
+    assert (tmp_path / 'out.jsonl.cut').read_bytes() == b'{"no_id": 1}\n'
 
 
 def test_repair_tail_edge_cases(tmp_path):
@@ -42,6 +60,12 @@ def test_repair_tail_edge_cases(tmp_path):
     assert repair_tail(str(path)) == 10 and path.read_bytes() == b''
     path.write_bytes(b'x' * 70000 + b'\n' + b'y' * 70000)  # newline before a long tail
     assert repair_tail(str(path)) == 70000 and path.stat().st_size == 70001
+    assert (tmp_path / 'f.jsonl.cut').read_bytes() == b'{"id": "a"\n' + b'y' * 70000 + b'\n'
+    path.write_bytes(b'{"id": "a"}\n  ')  # only blanks after the last newline: nothing to save
+    assert repair_tail(str(path)) == 2 and path.read_bytes() == b'{"id": "a"}\n'
+    assert (tmp_path / 'f.jsonl.cut').stat().st_size == 70012
+    path.write_bytes('{"id": "a"}\n{"id": "\u00e9'.encode()[:-1])  # cut inside a character
+    assert repair_tail(str(path)) == 9 and path.read_bytes() == b'{"id": "a"}\n'
 
 
 def test_bad_line_is_an_error_naming_it(tmp_path):

@@ -2,6 +2,7 @@
 documented, counted and logged fallback. One test per item."""
 import json
 import logging
+import os.path as osp
 import re
 
 import cv2
@@ -175,3 +176,45 @@ def test_12_bit_png_scaled_by_its_range(tmp_path):
     np.testing.assert_array_equal(out[0, :, 0], expected)
     assert (out[..., 0] == out[..., 2]).all() and not out[1:].any()
     assert any('ct.png: 16-bit PNG holding 12-bit values (peak 4095)' in r for r in records)
+
+
+# issue 27 item 3: annotation files named .JSON / .Json are read, by the dataset and the annotator
+def test_json_extension_in_any_case_is_listed_by_dataset_and_annotator(tmp_path):
+    from crseg.annotation.items import items_from_folder
+    folder = tmp_path / 'val'
+    write(folder, 'a', ann([dict(label='target', points=SQUARE)]))
+    (folder / 'b.JSON').write_bytes(write(folder, 'b', ann([])).read_bytes())
+    (folder / 'b.json').unlink()
+    (folder / 'c.Json').write_bytes(write(folder, 'c', ann([])).read_bytes())
+    (folder / 'c.json').unlink()
+    (folder / 'notes.txt').write_text('not an annotation')
+    ds = build(tmp_path)
+    assert [osp.basename(ds.get_data_info(i)['ann_path']) for i in range(len(ds))] == [
+        'a.json', 'b.JSON', 'c.Json']
+    assert [osp.basename(i.image) for i in items_from_folder(str(folder))] == [
+        'a.jpg', 'b.jpg', 'c.jpg']
+    (folder / 'a.JSON').write_bytes((folder / 'a.json').read_bytes())  # two files, one image
+    with pytest.raises(ValueError, match=r'two annotation files for one image, a\.JSON and '
+                                         r'a\.json'):
+        build(tmp_path)
+    with pytest.raises(ValueError, match=r'a\.JSON and a\.json'):
+        items_from_folder(str(folder))
+
+
+def test_image_extension_in_any_case_is_found_by_dataset_and_annotator(tmp_path):
+    """``a.Jpg`` / ``b.webp`` beside their JSONs: found by both readers (the image lookup was
+    an exact list of spellings, so ``.Jpg`` and ``.webp`` were 'no image next to it')."""
+    from crseg.annotation.items import items_from_folder
+    folder = tmp_path / 'val'
+    write(folder, 'a', ann([dict(label='target', points=SQUARE)]))
+    (folder / 'a.jpg').rename(folder / 'a.Jpg')
+    write(folder, 'b', ann([]))
+    cv2.imwrite(str(folder / 'b.webp'), cv2.imread(str(folder / 'b.jpg')))
+    (folder / 'b.jpg').unlink()
+    ds = build(tmp_path)
+    assert [osp.basename(ds.get_data_info(i)['img_path']) for i in range(len(ds))] == [
+        'a.Jpg', 'b.webp']
+    assert [osp.basename(i.image) for i in items_from_folder(str(folder))] == ['a.Jpg', 'b.webp']
+    (folder / 'b.webp').unlink()
+    with pytest.raises(FileNotFoundError, match=r'b\.json: no image next to it'):
+        build(tmp_path)

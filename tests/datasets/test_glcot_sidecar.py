@@ -2,6 +2,7 @@
 import hashlib
 import json
 import logging
+import re
 
 import pytest
 from mmengine.logging import MMLogger
@@ -38,7 +39,8 @@ def test_read_sidecar_last_line_rules(tmp_path):
     out = read_sidecar(path)
     assert list(out) == [recs[0]['id']] and out[recs[0]['id']]['glcot']['answer'] == 'new'
     bad = tmp_path / 'bad.jsonl'
-    bad.write_text('{"id": "x", "glcot": {}}\nnot json\n{"id": "y", "glcot": {}}\n')
+    ok = json.dumps(dict(id='x', glcot=glcot('a')))
+    bad.write_text(f'{ok}\nnot json\n{ok}\n')
     with pytest.raises(ValueError, match=r'bad\.jsonl:2'):
         read_sidecar(str(bad))
 
@@ -124,3 +126,45 @@ def test_reasonseg_answer_field_and_own_glcot(lisa_root, write_sample):
                               first_text_only=False))
     assert val.get_data_info(0)['answer'] == 'cat'  # from the JSON's own glcot
     assert val.get_data_info(2)['answer'] is None   # b: neither glcot nor answer
+
+
+# issue 27 item 1: absent / misspelled parts are refused, never read as empty texts
+@pytest.mark.parametrize('parts,missing', [
+    ({'scene': 'a room', 'region': 'the left', 'answer': 'cat'}, "'global', 'local'"),
+    ({'answer': 'cat'}, "'global', 'local'"),
+    ({'global': 'a room', 'local': 'the left'}, "'answer'")])
+def test_sidecar_record_without_a_part_names_file_line_and_key(tmp_path, parts, missing):
+    answer_only = sidecar_record('a.jpg', 'q0', glcot('cat', scene='', region=''))
+    bad = dict(id=sidecar_id('a.jpg', 'q1'), image='a.jpg', query='q1', glcot=parts)
+    path = write_jsonl(tmp_path / 's.jsonl', [answer_only, bad])
+    with pytest.raises(ValueError, match=rf's\.jsonl:2: "glcot" has no {missing} \(its keys: '
+                                         rf'{re.escape(str(sorted(parts)))}\)'):
+        read_sidecar(path)
+    with pytest.raises(ValueError, match=r's\.jsonl:2: "glcot" has no'):
+        attach_glcot(_infos(), path, 'skip', 'toy')
+
+
+def test_sidecar_part_of_wrong_type_and_answer_only_lines(tmp_path):
+    bad = dict(id=sidecar_id('a.jpg', 'q1'), glcot=dict(glcot('cat'), local=['x']))
+    with pytest.raises(ValueError, match=r"s\.jsonl:1: glcot\['local'\] must be a string"):
+        read_sidecar(write_jsonl(tmp_path / 's.jsonl', [bad]))
+    # the explicit answer-only form (empty global / local) stays valid and is used
+    path = write_jsonl(tmp_path / 'ok.jsonl', [
+        sidecar_record('a.jpg', 'q1', glcot('the cat', scene='', region=''))])
+    kept, missing = attach_glcot(_infos(), path, 'skip', 'toy')
+    assert missing == 2 and kept[0]['glcot'] == glcot('the cat', scene='', region='')
+
+
+def test_reasonseg_own_glcot_without_a_part_is_an_error(lisa_root, write_sample):
+    write_sample(lisa_root / 'val', 'c', dict(
+        text=['q1', 'q2'], shapes=[], glcot=[None, {'scene': 'x', 'region': 'y', 'answer': 'z'}]))
+    with pytest.raises(ValueError, match=r"c\.json: glcot\[1\]: \"glcot\" has no 'global', "
+                                         r"'local'"):
+        DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='val'))
+    write_sample(lisa_root / 'val', 'c', dict(
+        text=['q1', 'q2'], shapes=[], glcot=[None, glcot('z', scene='', region='')]))
+    ds = DATASETS.build(dict(type='ReasonSegDataset', data_root=str(lisa_root), split='val',
+                             first_text_only=False))
+    infos = [ds.get_data_info(i) for i in range(len(ds))]
+    assert [i['glcot'] for i in infos if 'c.json' in i['ann_path']] == [
+        None, glcot('z', scene='', region='')]

@@ -101,6 +101,40 @@ def test_missing_data_root_fails_before_any_model(tmp_path, tiny_llava_dir, tiny
     assert not (tmp_path / 'b' / 'benchmark.md').exists()
 
 
+def test_random_parts_without_checkpoint_are_refused(tmp_path, synth_root, tiny_llava_dir,
+                                                     tiny_sam_arch):
+    """The guard of tools/test.py: an entry without a checkpoint whose model has random parts
+    (CR-Seg's coarse head, a SAM without checkpoint=) gets an error row naming its config and
+    the parts, and the exit status is 1; the same config with ``load_from`` (no
+    ``--checkpoints``, as tools/test.py reads it) runs with that checkpoint."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from crseg.registry import MODELS
+    crseg = _tiny_cfg(tmp_path, 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py',
+                      tiny_llava_dir, tiny_sam_arch, 'crseg_random')
+    init_default_scope('crseg')
+    torch.manual_seed(0)
+    ckpt = tmp_path / 'crseg.pth'
+    torch.save({'state_dict': MODELS.build(Config.fromfile(str(crseg)).model).state_dict()},
+               ckpt)
+    loaded = tmp_path / 'crseg_load_from.py'
+    loaded.write_text(f"_base_ = ['{crseg}']\nload_from = '{ckpt}'\n")
+    out = tmp_path / 'b'
+    rc = _benchmark_module().main([str(crseg), str(loaded), '--datasets', 'synthreason',
+                                   '--data-root', f'synthreason={synth_root}', '--limit', '2',
+                                   '--out', str(out), '--in-process'])
+    assert rc == 1
+    refused, ran = json.loads((out / 'benchmark.json').read_text())
+    assert refused['method'] == 'crseg_random' and refused['num_samples'] in (None, 0)
+    msg = refused['error']
+    assert f'tools/benchmark.py crseg_random ({crseg}) without a checkpoint' in msg, msg
+    assert 'coarse_head (EAPCoarseHead' in msg and 'refiner (SAMRefiner' in msg, msg
+    assert ran['checkpoint'] == str(ckpt) and ran['num_samples'] == 2
+    assert 'error' not in ran or not ran['error']
+    assert 'without a checkpoint' in (out / 'benchmark.md').read_text()
+
+
 def test_unknown_dataset_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="imaginary.*synthreason"):
         _benchmark_module().main([

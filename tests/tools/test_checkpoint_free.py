@@ -74,3 +74,23 @@ def test_learned_head_without_checkpoint_fails_naming_it(tmp_path, synth_root, t
                 'pretrained=/checkpoint= file and no trained checkpoint): coarse_head '
                 '(EAPCoarseHead, ') in r.stderr, r.stderr[-2000:]
         assert 'Iter(test)' not in r.stdout + r.stderr
+
+
+def test_show_dir_never_builds_the_training_data(tmp_path, synth_root, tiny_llava_dir,
+                                                 sam_file, tiny_sam_arch):
+    """A user with only the test split: the config's training set points nowhere, and
+    ``--show-dir`` (whose hook asks for ``runner.iter``) still draws every test sample."""
+    cfg = _config(tmp_path, synth_root, tiny_llava_dir, sam_file, tiny_sam_arch, FREE)
+    with open(cfg, 'a', encoding='utf-8') as f:
+        f.write(f"train_dataloader = dict(dataset=dict(data_root='{tmp_path / 'no_train'}'))\n")
+    show = tmp_path / 'show'
+    r = _run(['tools/test.py', cfg, '--work-dir', tmp_path / 'w', '--show-dir', show])
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert 'does not exist' not in out and 'gIoU:' in out
+    n = len(list((synth_root / 'val').glob('*.json')))
+    pictures = sorted(show.glob('**/vis_image/*.png'))
+    assert len(pictures) == n, pictures
+    from PIL import Image
+    with Image.open(pictures[0]) as im:  # three panels side by side + the text band
+        assert im.width == 3 * 96 and im.height > 96

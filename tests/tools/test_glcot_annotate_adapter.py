@@ -2,8 +2,10 @@
 
 A random-weight model never writes the three-line GLCoT format, so every reply is rejected by
 the quality gate: this tests the adapter path's mechanics (prompting, batched greedy generation,
-the gate on real model output, the listing of what was left out), not annotation quality.
+the gate on real model output, the listing of what was left out), not annotation quality. Such
+a run annotates nothing, so the tool exits non-zero saying why (its report is still written).
 """
+import json
 import os
 import subprocess
 import sys
@@ -26,8 +28,13 @@ def data(tmp_path_factory):
 
 
 def run(data, out, *teacher):
-    return glcot_annotate.main([str(data), '--out', str(out), '--no-progress', '--device', 'cpu',
-                                '--max-new-tokens', '6', '--retries', '1', *teacher])
+    """The tool's run, which annotates nothing (exit status 1, see above); its report."""
+    with pytest.raises(SystemExit, match=r'nothing annotated: 11 item\(s\) handled this run, '
+                                         r'none accepted') as exc:
+        glcot_annotate.main([str(data), '--out', str(out), '--no-progress', '--device', 'cpu',
+                             '--max-new-tokens', '6', '--retries', '1', *teacher])
+    assert exc.value.code != 0
+    return json.loads(out.with_name(out.stem + '.report.json').read_text())
 
 
 @pytest.fixture(scope='module')
@@ -73,7 +80,9 @@ def test_adapter_teacher_under_torchrun(tmp_path, data, tiny_llava_dir, single):
          '--out', str(out), '--no-progress', '--device', 'cpu', '--max-new-tokens', '6',
          '--pretrained', tiny_llava_dir, '--family', 'llava', '--batch-size', '2'],
         env=env, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    # rank 0 exits 1 (nothing annotated), so torchrun does
+    assert r.returncode != 0 and 'glcot_annotate: nothing annotated' in r.stderr, \
+        (r.stdout + r.stderr)[-4000:]
     assert out.read_bytes() == b1.read_bytes() == b''
     assert out.with_name('b1.rejects.jsonl').read_bytes() == \
         b1.with_name('b1.rejects.jsonl').read_bytes()

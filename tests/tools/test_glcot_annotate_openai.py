@@ -17,13 +17,22 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / 'tests' / 'annotation'))
 sys.path.insert(0, str(ROOT / 'tools' / 'dataset_converters'))
 import glcot_annotate  # noqa: E402
-from glcot_stub import StubServer, make_reasonseg, read_lines  # noqa: E402
+from glcot_stub import StubServer, _write, box_shape, make_reasonseg, read_lines  # noqa: E402
 
 
 @pytest.fixture(scope='module')
 def server():
     with StubServer() as s:
         yield s
+
+
+@pytest.fixture
+def caplog_lines(monkeypatch):
+    """The messages the annotation writer logs."""
+    from crseg.annotation import writer
+    lines = []
+    monkeypatch.setattr(writer, 'print_log', lambda msg, **kw: lines.append(msg))
+    return lines
 
 
 def run(folder, out, url, *extra):
@@ -65,28 +74,52 @@ def test_scripted_teacher_end_to_end(tmp_path, server):
     # consistency measured on every reply that reached the check (8 + verbose retry + 2 x mismatch)
     assert report['consistency'] == dict(rule='head', checked=10, consistent=8, rate=0.8)
     assert {r['query'] for r in report['left_out_items']} == set(rejects)
-    # a second run asks nothing: everything is done or deliberately left out
+    assert report['status'] == 'annotated'
+    # a second run asks nothing: everything is done or deliberately left out; exit 0
     before = out.read_bytes()
     again = run(folder, out, server.url('ok'))
     assert again['this_run']['asked'] == 0 and out.read_bytes() == before
-    # --redo-rejected asks the rejected and bad items again, still without duplicates
-    redo = run(folder, out, server.url('ok'), '--redo-rejected', '--retries', '0')
+    assert again['status'] == 'nothing_to_do'
+    assert again['message'].startswith('nothing to do: all 13 items are already annotated (9)')
+    # --redo-rejected asks the rejected and bad items again, still without duplicates; none
+    # is accepted this time, so the run exits non-zero saying why
+    with pytest.raises(SystemExit, match=r'nothing annotated: 4 item\(s\) handled this run, '
+                                         r'none accepted \(rejected by the quality gate: '
+                                         r'inconsistent 1, unparsed 1; failed requests: 0; bad '
+                                         r'input: 2\); every item left out and why: .*'
+                                         r'glcot.rejects.jsonl'):
+        run(folder, out, server.url('ok'), '--redo-rejected', '--retries', '0')
+    redo = json.loads((tmp_path / 'glcot.report.json').read_text())
     assert redo['this_run']['asked'] == 2 and redo['this_run']['bad_input'] == 2
+    assert redo['status'] == 'nothing_annotated'
     assert out.read_bytes() == before
 
 
-@pytest.mark.parametrize('mode', ['http500', 'garbage', 'badshape', 'hang'])
+def run_failing(folder, out, url, *extra):
+    """A run that annotates nothing: it exits non-zero naming the rejects file; its report."""
+    with pytest.raises(SystemExit, match=r'glcot_annotate: nothing annotated: .* every item '
+                                         r'left out and why: .*\.rejects\.jsonl') as exc:
+        run(folder, out, url, *extra)
+    assert exc.value.code != 0
+    report = json.loads(out.with_name(out.stem + '.report.json').read_text())
+    assert report['status'] == 'nothing_annotated' and report['message'] in str(exc.value)
+    return report
+
+
+@pytest.mark.parametrize('mode', ['http500', 'garbage', 'badjson', 'badshape', 'hang'])
 def test_failing_endpoint_is_retried_then_recorded(tmp_path, server, mode):
     folder = make_reasonseg(tmp_path, n_plain=2, with_bad=False)
     out = tmp_path / 'glcot.jsonl'
     server.app.state.counts.clear()
-    report = run(folder, out, server.url(mode), '--request-retries', '2', '--timeout', '0.5',
-                 '--concurrency', '4')
+    report = run_failing(folder, out, server.url(mode), '--request-retries', '2', '--timeout',
+                         '0.5', '--concurrency', '4')
     assert report['this_run']['failed_requests'] == 4 and report['annotated'] == 0
+    assert 'failed requests: 4' in report['message']
     assert server.app.state.counts[mode] == 4 * 3  # first try + 2 retries, each item
     rejects = read_lines(tmp_path / 'glcot.rejects.jsonl')
     assert [r['kind'] for r in rejects] == ['failed'] * 4
     expect = {'http500': 'HTTP 500', 'garbage': 'malformed reply', 'badshape': 'malformed reply',
+              'badjson': 'malformed reply: the body is not JSON (JSONDecodeError',
               'hang': 'no reply within 0.5 s'}[mode]
     assert all(expect in r['detail'] and '(after 3 tries)' in r['detail'] for r in rejects)
     assert out.read_text() == ''
@@ -99,7 +132,8 @@ def test_failing_endpoint_is_retried_then_recorded(tmp_path, server, mode):
 def test_client_error_is_not_retried(tmp_path, server):
     folder = make_reasonseg(tmp_path, n_plain=1, with_bad=False)
     server.app.state.counts.clear()
-    report = run(folder, tmp_path / 'o.jsonl', server.url('http404'), '--request-retries', '3')
+    report = run_failing(folder, tmp_path / 'o.jsonl', server.url('http404'),
+                         '--request-retries', '3')
     assert report['this_run']['failed_requests'] == 2 and server.app.state.counts['http404'] == 2
     details = [r['detail'] for r in read_lines(tmp_path / 'o.rejects.jsonl')]
     assert all(d.startswith('HTTP 404') and '(after 1 tries)' in d for d in details), details
@@ -111,10 +145,59 @@ def test_flaky_endpoint_recovers_and_refused_connection(tmp_path, server):
     assert report['annotated'] == 4 and report['this_run']['failed_requests'] == 0
     from glcot_stub import free_port
     dead = f'http://127.0.0.1:{free_port()}/v1'  # nothing listens there
-    report = run(folder, tmp_path / 'b.jsonl', dead, '--request-retries', '1')
+    report = run_failing(folder, tmp_path / 'b.jsonl', dead, '--request-retries', '1')
     assert report['this_run']['failed_requests'] == 4
     details = [r['detail'] for r in read_lines(tmp_path / 'b.rejects.jsonl')]
     assert all(d.startswith('connection failed') for d in details), details
+
+
+def test_every_item_rejected_exits_nonzero_and_says_why(tmp_path, server):
+    folder = tmp_path / 'train'
+    _write(folder, 'u1', ['unparseable lamp'], [box_shape(5, 5, 15, 15)], seed=1)
+    _write(folder, 'u2', ['mismatch spoon'], [box_shape(5, 5, 15, 15)], seed=2)
+    out = tmp_path / 'o.jsonl'
+    report = run_failing(folder, out, server.url('ok'))
+    assert 'rejected by the quality gate: inconsistent 1, unparsed 1;' in report['message']
+    assert report['this_run']['asked'] == 2 and out.read_text() == ''
+    # the same command again: nothing left to ask, but nothing was ever annotated either
+    with pytest.raises(SystemExit, match=r'nothing annotated: all 2 items were left out by an '
+                                         r'earlier run .*--redo-rejected asks them again'):
+        run(folder, out, server.url('ok'))
+
+
+@pytest.mark.parametrize('limit', [None, '0'])
+def test_no_items_exits_nonzero_before_asking(tmp_path, server, limit):
+    folder = make_reasonseg(tmp_path, n_plain=1, with_bad=False) if limit else tmp_path / 'e'
+    folder.mkdir(exist_ok=True)
+    server.app.state.counts.clear()
+    extra = ['--limit', limit] if limit else []
+    why = r' with --limit 0' if limit else ''
+    with pytest.raises(SystemExit, match=rf'no items to annotate in .*{why}: nothing asked'):
+        run(folder, tmp_path / 'o.jsonl', server.url('ok'), *extra)
+    assert sum(server.app.state.counts.values()) == 0
+    assert not (tmp_path / 'o.jsonl').exists() and not (tmp_path / 'o.report.json').exists()
+
+
+def test_resume_keeps_a_whole_last_record_without_newline(tmp_path, server, caplog_lines):
+    folder = make_reasonseg(tmp_path, n_plain=2, with_bad=False)
+    out = tmp_path / 'glcot.jsonl'
+    run(folder, out, server.url('ok'))
+    whole = out.read_bytes()
+    out.write_bytes(whole[:-1])  # e.g. saved by an editor that drops the final newline
+    server.app.state.counts.clear()
+    again = run(folder, out, server.url('ok'))
+    assert again['this_run']['asked'] == 0 and again['status'] == 'nothing_to_do'
+    assert server.app.state.counts['ok'] == 0 and out.read_bytes() == whole
+    assert any('whole record without its final newline; kept it' in m for m in caplog_lines)
+    assert not (tmp_path / 'glcot.jsonl.cut').exists()
+    # a truly half-written last record is cut, saved aside (logged), and asked again
+    last = whole[:-1].rsplit(b'\n', 1)[1]
+    out.write_bytes(whole[:-len(last) - 1] + last[:30])
+    again = run(folder, out, server.url('ok'))
+    assert again['this_run']['asked'] == 1 and out.read_bytes() == whole
+    assert (tmp_path / 'glcot.jsonl.cut').read_bytes() == last[:30] + b'\n'
+    assert any('cut an unterminated last line (30 bytes' in m and 'glcot.jsonl.cut' in m
+               for m in caplog_lines)
 
 
 def test_nonexistent_dataset_folder_is_a_clear_error(tmp_path, server):

@@ -83,3 +83,32 @@ def test_unknown_component_is_named(tmp_path, env):
               '--cfg-options', 'model.type=NoSuchSegmentor'], env)
     assert r.returncode != 0
     assert 'NoSuchSegmentor' in r.stderr
+
+
+def test_resume_in_another_configs_work_dir_is_refused(tmp_path, env):
+    """--resume in a work dir of another config (another name, another model): refused before
+    the model is built, naming both experiments, what differs and the way out; the other
+    run's only checkpoint stays. (test_kill_resume_matches_uninterrupted_run resumes the
+    same training under the kill hook's wrapper config: continued.)"""
+    other = tmp_path / 'other_experiment.py'
+    other.write_text(f"_base_ = ['{CONFIG}']\ntrain_cfg = dict(max_iters=4)\n"
+                     "model = dict(decode_head=dict(dropout_ratio=0.1))\n"
+                     "default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))\n")
+    work = tmp_path / 'work'
+    r = _run(['tools/train.py', str(other), '--work-dir', str(work)], env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = work / 'iter_4.pth'
+    before = ckpt.read_bytes()
+    r = _run(['tools/train.py', str(CONFIG), '--work-dir', str(work), '--resume',
+              '--cfg-options', 'default_hooks.checkpoint.max_keep_ckpts=1'], env)
+    assert r.returncode != 0
+    assert (f"WorkDirOwnerError: work dir {work} belongs to another config: its last "
+            f"checkpoint {ckpt} was written by experiment 'other_experiment'") in r.stderr
+    assert "is experiment 'encdec_unet_smoke_randomshapes'" in r.stderr
+    assert 'model.decode_head.dropout_ratio: 0.1 -> 0.0' in r.stderr
+    assert '--work-dir work_dirs/encdec_unet_smoke_randomshapes' in r.stderr
+    assert f'--resume {ckpt}' in r.stderr
+    assert 'Auto resumed' not in r.stdout + r.stderr
+    assert ckpt.read_bytes() == before and sorted(p.name for p in work.glob('*.pth')) == [
+        'iter_4.pth']
+    assert (work / 'last_checkpoint').read_text() == str(ckpt)

@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument('--repeats', type=int, default=2, help='median over this many passes')
     p.add_argument('--max-new-tokens', type=int, default=None,
                    help="generation length (default: the config's)")
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default=None, help='default: cuda when available, else cpu')
     return p.parse_args(argv)
 
 
@@ -124,6 +124,8 @@ def run(model, items, batch_size: int, device: str):
 
 def main(argv=None):
     args = parse_args(argv)
+    from crseg.apis.inferencer import default_device
+    args.device = args.device or default_device()  # as tools/demo.py: cuda when available
     items = make_samples(args.num)
     with tempfile.TemporaryDirectory() as tmp:
         model, mllm = build_model(args, items, tmp)

@@ -24,9 +24,11 @@ def main():
     p.add_argument('config')
     p.add_argument('--checkpoint', default=None)
     p.add_argument('--num', type=int, default=20)
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--device', default=None, help='default: cuda when available, else cpu')
     p.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction)
     args = p.parse_args()
+    from crseg.apis.inferencer import default_device
+    args.device = args.device or default_device()  # as tools/demo.py: cuda when available
     inf = ReasonSegInferencer(args.config, args.checkpoint, args.device, args.cfg_options,
                               what='benchmark_webui_latency.py')
     ds_cfg = inf.cfg.test_dataloader.dataset.copy()

@@ -14,8 +14,10 @@
 DATASET_CONFIG_OR_DIR: a ReasonSeg-format folder (``<name>.json`` + image) or a config whose
 ``<split>_dataloader.dataset`` is built through the crseg registry. The dataset files are never
 written. Beside ``OUT.jsonl``: ``OUT.rejects.jsonl`` (what was left out and why) and
-``OUT.report.json``. Re-running the same command resumes. See the README section
-"GLCoT annotations for real data".
+``OUT.report.json``. Re-running the same command resumes. Exit status 1, with a message
+saying why, when nothing was annotated: no items found, or every item this run handled was
+rejected / failed / had bad input (a resumed run with nothing left to ask exits 0: "nothing to
+do"). See the README section "GLCoT annotations for real data".
 """
 import argparse
 import os
@@ -27,6 +29,7 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..', '..')))
 from crseg.annotation import (Annotator, OpenAITeacher, QualityGate,  # noqa: E402
                               build_adapter_teacher, collect_items, default_explanatory,
                               load_explanations)
+from crseg.annotation.annotator import FAILED_STATUS  # noqa: E402
 from crseg.annotation.quality import CONSISTENCY_RULES, DEFAULT_EMPTY_ANSWERS  # noqa: E402
 
 
@@ -116,6 +119,11 @@ def main(argv=None) -> dict:
     items = collect_items(args.source, args.split)
     if args.limit is not None:
         items = items[:args.limit]
+    if not items:
+        limit = f' with --limit {args.limit}' if args.limit is not None else ''
+        split = '' if osp.isdir(args.source) else f' (split {args.split!r})'
+        raise SystemExit(f'glcot_annotate: no items to annotate in {args.source}{split}'
+                         f'{limit}: nothing asked, nothing written')
     if args.api_base:
         teacher = OpenAITeacher(args.api_base, args.model, args.api_key_env, args.concurrency,
                                 args.timeout, args.request_retries, args.backoff,
@@ -136,7 +144,10 @@ def main(argv=None) -> dict:
                           redo_rejected=args.redo_rejected, rank=rank, world_size=world,
                           progress=not args.no_progress)
     try:
-        return annotator.run(items, barrier, gather)
+        report = annotator.run(items, barrier, gather)
+        if report.get('status') in FAILED_STATUS:
+            raise SystemExit(f'glcot_annotate: {report["message"]}')
+        return report
     finally:
         if hasattr(teacher, 'close'):
             teacher.close()

@@ -1,60 +1,26 @@
 """Loading transforms: images with clear errors, shapes of a data info -> ``gt_seg_map``."""
-import cv2
-import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine import fileio
-from mmengine.logging import print_log
 
 from crseg.registry import TRANSFORMS
+from ..image_io import decode_image
 from .rasterize import rasterize_shapes
-
-PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-_warned_low_bit_depth = set()
-
-
-def _png_bit_depth(data: bytes) -> int:
-    """Bit depth from a PNG's IHDR chunk (byte 24), 0 when ``data`` is not a PNG."""
-    return data[24] if data[:8] == PNG_SIGNATURE and len(data) > 24 else 0
-
-
-def decode_png16(data: bytes, path: str, color_type: str):
-    """Decode a 16-bit PNG whose values use fewer than 16 bits (e.g. 12-bit data).
-
-    OpenCV's 8-bit conversion divides by 256, which turns 12-bit data nearly
-    black. Here values are scaled by the smallest ``2**bits - 1`` that holds
-    the image's peak (bits >= 8), with a warning naming the file once. Returns
-    None when the data fill 16 bits (OpenCV's usual conversion applies).
-    """
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None or img.dtype != np.uint16:
-        return None
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]  # drop alpha, as IMREAD_COLOR does
-    bits = max(8, int(img.max()).bit_length())
-    if bits >= 16:
-        return None
-    if path not in _warned_low_bit_depth:
-        _warned_low_bit_depth.add(path)
-        print_log(f'{path}: 16-bit PNG holding {bits}-bit values (peak {int(img.max())}); '
-                  f'scaled by 255/{2 ** bits - 1} to 8 bits', logger='current', level=30)
-    img = np.round(img.astype(np.float64) * (255.0 / (2 ** bits - 1))).astype(np.uint8)
-    if color_type == 'grayscale':
-        return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img
 
 
 @TRANSFORMS.register_module(name='LoadImageFromFile')
 class LoadImageFromFile(MMCVLoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` with errors that name the file.
+    """mmcv's ``LoadImageFromFile`` decoding by crseg's one image rule.
 
     Registered in the crseg scope under mmcv's name, so every crseg pipeline
-    uses it. Differences from mmcv's: an empty (0-byte) or undecodable file
-    raises a ValueError naming the path; a 16-bit PNG holding fewer than 16
-    bits (e.g. 12-bit data) is scaled by its range, not divided by 256 (see
-    :func:`decode_png16`), for ``color_type`` 'color' and 'grayscale'.
-    Arguments as mmcv's.
+    uses it. The image is decoded by :func:`crseg.datasets.image_io.decode_image`,
+    the reader ``tools/demo.py`` and the web demo use too: for ``color_type``
+    'color' / 'grayscale' the EXIF orientation is applied for every format
+    (OpenCV skips it for WebP), a 16-bit PNG holding fewer than 16 bits is
+    scaled by its range, formats OpenCV cannot decode (GIF) are read by
+    Pillow with a warning; an empty (0-byte) or undecodable file raises a
+    ValueError naming the path. Arguments as mmcv's.
     """
 
     def _read(self, filename: str):
@@ -63,19 +29,7 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
             data = client.get(filename)
         else:
             data = fileio.get(filename, backend_args=self.backend_args)
-        if not data:
-            raise ValueError(f'{filename}: image file is empty (0 bytes)')
-        if _png_bit_depth(data) == 16 and self.color_type in ('color', 'grayscale'):
-            img = decode_png16(data, filename, self.color_type)
-            if img is not None:
-                return img
-        try:
-            img = mmcv.imfrombytes(data, flag=self.color_type, backend=self.imdecode_backend)
-        except Exception as e:
-            raise ValueError(f'{filename}: cannot decode the image ({e})') from e
-        if img is None:
-            raise ValueError(f'{filename}: cannot decode the image')
-        return img
+        return decode_image(data, filename, self.color_type, self.imdecode_backend)
 
     def transform(self, results: dict):
         try:

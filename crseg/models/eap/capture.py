@@ -32,6 +32,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from crseg.utils.check_settings import check_index_list
 from .rows import ROW_MODES, check_row_mode
 
 _ACTIVE: contextvars.ContextVar = contextvars.ContextVar('crseg_eap_capture', default=None)
@@ -103,6 +104,18 @@ class EAPCapture:
                  heads: Union[str, Sequence[int]] = 'all',
                  head_weights: Optional[Sequence] = None, rows: str = 'answer'):
         check_row_mode(rows, 'EAPCapture')
+        layers = check_index_list('EAPCapture', 'layers', layers, 'layer')
+        heads = check_index_list('EAPCapture', 'heads', heads, 'head')
+        if head_weights is not None:
+            try:
+                w = torch.as_tensor(head_weights, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f'EAPCapture: head_weights={head_weights!r} is not valid; '
+                                'expected a list of numbers (per head, or [layers][heads])'
+                                ) from e
+            if w.numel() == 0 or not torch.isfinite(w).all():
+                raise ValueError(f'EAPCapture: head_weights={head_weights!r} is not valid; '
+                                 'expected a non-empty list of finite numbers')
         self.layers, self.heads, self.head_weights, self.rows = layers, heads, head_weights, rows
         self._session = None
         self._token = None

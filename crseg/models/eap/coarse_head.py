@@ -15,6 +15,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_float, check_int
 from ..losses import mask_losses
 
 
@@ -84,12 +85,19 @@ class EAPCoarseHead(CoarseLoss, BaseModule):
                  loss_dice_weight: float = 1.0, ignore_index: int = 255,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if in_channels < 1 or upsample < 1:
-            raise ValueError(f'EAPCoarseHead: in_channels={in_channels}, upsample={upsample} '
-                             'must be >= 1')
+        name = type(self).__name__
+        in_channels = check_int(name, 'in_channels', in_channels, 1)
+        channels = check_int(name, 'channels', channels, 1)
+        if channels > 8 and channels % 8:
+            raise ValueError(f'{name}: channels={channels} is not valid; expected a multiple '
+                             'of 8 or a value up to 8 (its GroupNorm has min(8, channels) '
+                             'groups)')
+        upsample, num_convs = check_int(name, 'upsample', upsample, 1), check_int(
+            name, 'num_convs', num_convs, 0)
         self.in_channels, self.upsample = in_channels, upsample
-        self.loss_bce_weight, self.loss_dice_weight = loss_bce_weight, loss_dice_weight
-        self.ignore_index = ignore_index
+        self.loss_bce_weight = check_float(name, 'loss_bce_weight', loss_bce_weight, 0)
+        self.loss_dice_weight = check_float(name, 'loss_dice_weight', loss_dice_weight, 0)
+        self.ignore_index = check_int(name, 'ignore_index', ignore_index)
         layers, c = [], in_channels
         for _ in range(num_convs):
             layers += [nn.Conv2d(c, channels, 3, padding=1),
@@ -146,14 +154,24 @@ class AttentionAggregator(CoarseLoss, BaseModule):
         if mode not in ('mean', 'top_heads'):
             raise ValueError(f"AttentionAggregator: mode={mode!r}, expected 'mean' or "
                              "'top_heads'")
-        self.mode, self.top_k, self.offset, self.upsample = mode, top_k, offset, upsample
+        name = type(self).__name__
+        self.top_k = check_int(name, 'top_k', top_k, 1)
+        self.offset = check_float(name, 'offset', offset)
+        self.upsample = check_int(name, 'upsample', upsample, 1)
+        in_channels = check_int(name, 'in_channels', in_channels, 1, optional=True)
+        self.mode = mode
         self.selection = dict(selection or {})
         self.head_weights = None
         if head_weights is not None:
             if mode != 'mean':
                 raise ValueError(f'AttentionAggregator{self._source()}: head_weights need '
                                  f"mode='mean', got mode={mode!r}")
-            w = torch.as_tensor(head_weights, dtype=torch.float32)
+            try:
+                w = torch.as_tensor(head_weights, dtype=torch.float32)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f'AttentionAggregator{self._source()}: head_weights='
+                                f'{head_weights!r} is not valid; expected a flat or '
+                                '[layers][heads] list of numbers') from e
             if w.dim() not in (1, 2) or w.numel() == 0 or not torch.isfinite(w).all() \
                     or (w < 0).any() or w.sum() <= 0:
                 raise ValueError(f'AttentionAggregator{self._source()}: head_weights must be a '

@@ -10,6 +10,7 @@ from mmengine.logging import print_log
 from torch import Tensor
 
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_float, check_int
 
 
 def _greedy(order: Tensor, w: int, k: int, min_distance: int, taken: list) -> list:
@@ -50,13 +51,14 @@ class PointSampler:
     def __init__(self, num_pos: int = 1, num_neg: int = 1, min_distance: int = 2,
                  neg_quantile: float = 0.2, with_box: bool = False,
                  box_threshold: float = 0.0, flat_eps: float = 1e-6):
-        if num_pos < 1 or num_neg < 0 or min_distance < 0 or not 0 < neg_quantile <= 1:
-            raise ValueError(f'PointSampler: num_pos={num_pos} (>=1), num_neg={num_neg} (>=0),'
-                             f' min_distance={min_distance} (>=0), neg_quantile='
-                             f'{neg_quantile} (in (0, 1])')
-        self.num_pos, self.num_neg, self.min_distance = num_pos, num_neg, min_distance
-        self.neg_quantile, self.with_box = neg_quantile, with_box
-        self.box_threshold, self.flat_eps = box_threshold, flat_eps
+        name = type(self).__name__
+        self.num_pos = check_int(name, 'num_pos', num_pos, 1)
+        self.num_neg = check_int(name, 'num_neg', num_neg, 0)
+        self.min_distance = check_int(name, 'min_distance', min_distance, 0)
+        self.neg_quantile = check_float(name, 'neg_quantile', neg_quantile, 0, 1, low_open=True)
+        self.with_box = with_box
+        self.box_threshold = check_float(name, 'box_threshold', box_threshold)
+        self.flat_eps = check_float(name, 'flat_eps', flat_eps, 0)
 
     def _why_fallback(self, m: Tensor) -> Optional[str]:
         if m.numel() == 0:

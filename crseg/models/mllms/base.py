@@ -24,6 +24,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from crseg.utils.check_settings import check_float, check_int
 from ..eap.capture import EAP_ATTN_PREFIX, EAPCapture, register_eap_attention
 from ..eap.rows import decode_lag
 from .batching import ImageTokenLayout, MLLMBatch
@@ -87,7 +88,15 @@ class BaseMLLMAdapter(EncodingMixin, BaseModule):
         if proc_src is None:
             raise ValueError(f'{type(self).__name__}: config= needs processor= (a saved '
                              'processor folder, e.g. from tools/misc/make_tiny_mllm.py)')
-        dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+        # numbers and names checked before any weight loads, naming the key
+        name = type(self).__name__
+        max_new_tokens = check_int(name, 'max_new_tokens', max_new_tokens, low=1)
+        answer_token_weight = check_float(name, 'answer_token_weight', answer_token_weight,
+                                          low=0.0)
+        dtype = getattr(torch, torch_dtype, None) if isinstance(torch_dtype, str) else torch_dtype
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{name}: torch_dtype={torch_dtype!r} is not a torch dtype; "
+                             "expected e.g. 'float32', 'bfloat16' or 'float16'")
         self.weights_from = pretrained  # checkpoint policy: None = random weights
         self.processor = AutoProcessor.from_pretrained(proc_src,
                                                        trust_remote_code=trust_remote_code)
@@ -106,7 +115,7 @@ class BaseMLLMAdapter(EncodingMixin, BaseModule):
         if self.can_capture:
             self.text_config._attn_implementation = register_eap_attention(attn_implementation)
         self.max_new_tokens = max_new_tokens
-        self.answer_token_weight = float(answer_token_weight)
+        self.answer_token_weight = answer_token_weight
         self.freeze = freeze
         if gradient_checkpointing:
             kwargs = {'use_reentrant': False}

@@ -9,6 +9,10 @@ the other parts through the tokenizer. This keeps the query cut-able: a sequence
 model context loses query tokens first, then response tokens from the end (never image or
 template tokens), with a warning naming how many were cut (:func:`fit_context`). For generation,
 ``reserve`` tokens (the adapter's ``max_new_tokens``) are kept free for the response.
+A prompt that knows where its query is (:class:`crseg.glcot.QueryPrompt`, what
+``GLCoT.build_prompt`` returns) loses only the query's tail: when it must be cut, the text
+before and after the query (the GLCoT instruction) is tokenized apart and kept whole
+(:func:`query_parts`); a prompt that fits is encoded as one piece either way.
 
 Padding (:func:`collate`): right with responses (training), left without (generation). Every
 per-sample index (image-token positions, query rows, response spans) is shifted into the padded
@@ -92,10 +96,26 @@ def split_prompt(full: str, prompt: str) -> Tuple[str, str, str]:
     return full[:start], prompt, full[start + len(prompt):]
 
 
+def query_parts(prompt: str) -> Optional[Tuple[str, str, str]]:
+    """(before, query, after) of a prompt with a ``query_span`` (a ``QueryPrompt``) that holds
+    text besides its query; None for a plain ``str`` (all query) or a span covering it all."""
+    span = getattr(prompt, 'query_span', None)
+    if span is None or tuple(span) == (0, len(prompt)):
+        return None
+    start, end = span
+    return prompt[:start], prompt[start:end], prompt[end:]
+
+
+def excess_tokens(max_context: int, n_fixed: int, n_q: int, n_r: int, reserve: int) -> int:
+    """How many tokens the sequence (+ ``reserve``) is over the context (<= 0: it fits)."""
+    return n_fixed + n_q + n_r + reserve - max_context
+
+
 def fit_context(max_context: int, n_fixed: int, ids_q: list, ids_r: list, offs: list,
-                reserve: int, index: int):
-    """Cut query, then response tokens so that the sequence (+ ``reserve``) fits the context."""
-    excess = n_fixed + len(ids_q) + len(ids_r) + reserve - max_context
+                reserve: int, index: int, fixed: str = 'image + template'):
+    """Cut query, then response tokens so that the sequence (+ ``reserve``) fits the context.
+    ``fixed`` names what the ``n_fixed`` tokens that are never cut hold (for the error)."""
+    excess = excess_tokens(max_context, n_fixed, len(ids_q), len(ids_r), reserve)
     if excess <= 0:
         return ids_q, ids_r, offs
     cut_q = min(excess, len(ids_q))
@@ -103,7 +123,7 @@ def fit_context(max_context: int, n_fixed: int, ids_q: list, ids_r: list, offs: 
     if excess - cut_q - cut_r > 0:
         need = f' + max_new_tokens ({reserve})' if reserve else ''
         raise ValueError(
-            f'build_inputs: sample {index}: image + template tokens ({n_fixed}){need} alone '
+            f'build_inputs: sample {index}: {fixed} tokens ({n_fixed}){need} alone '
             f'exceed the model context ({max_context}); image tokens are never cut'
             + ('; lower max_new_tokens' if reserve else ''))
     room = f' with {reserve} tokens kept free for the response (max_new_tokens)' \
@@ -182,5 +202,5 @@ def collate(samples: List[EncodedSample], left: bool, pad_id: int, device,
 
 
 __all__ = ['EncodedSample', 'ImageTokenLayout', 'MLLMBatch', 'VISION_TOKEN_FIELDS', 'check_batch',
-           'check_image', 'collate', 'fit_context', 'response_targets', 'split_processor_output',
-           'split_prompt']
+           'check_image', 'collate', 'excess_tokens', 'fit_context', 'query_parts',
+           'response_targets', 'split_processor_output', 'split_prompt']

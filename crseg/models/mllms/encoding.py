@@ -73,7 +73,9 @@ class EncodingMixin:
                       response_prefix: Optional[str] = None) -> EncodedSample:
         """One sample's sequence ``[prefix | query | suffix | response | eos]`` (unpadded).
         For generation (no ``response``), ``response_prefix`` is put after the suffix: the
-        response the model generates continues it."""
+        response the model generates continues it. A ``QueryPrompt`` too long for the context
+        is encoded ``[prefix | before | query | after | suffix ...]`` and only its query is cut
+        (:func:`.batching.query_parts`)."""
         B.check_image(image, index)
         if response is not None and response_prefix:
             raise ValueError(f'build_inputs: sample {index}: a response prefix is for '
@@ -91,9 +93,22 @@ class EncodingMixin:
             r = self._tokens(response, 'response', index, offsets=True)
             ids_r, offs = list(r['input_ids']), [tuple(o) for o in r['offset_mapping']]
             tail = [] if self.tokenizer.eos_token_id is None else [self.tokenizer.eos_token_id]
+        fixed = 'image + template'
+        parts = B.query_parts(prompt) if query else None
+        if parts is not None and B.excess_tokens(
+                self.max_context, len(ids_pre) + len(ids_post) + len(tail), len(ids_q),
+                len(ids_r), reserve) > 0:
+            # cut the query alone: the prompt's text around it (an instruction) stays whole
+            before, query, after = parts
+            ids_pre = ids_pre + (self._tokens(before, 'prompt', index)['input_ids']
+                                 if before else [])
+            ids_q = self._tokens(query, 'query', index)['input_ids'] if query else []
+            ids_post = (self._tokens(after, 'prompt', index)['input_ids'] if after else []) \
+                + ids_post
+            fixed = 'image + template + instruction'
         ids_q, ids_r, offs = B.fit_context(self.max_context,
                                            len(ids_pre) + len(ids_post) + len(tail),
-                                           ids_q, ids_r, offs, reserve, index)
+                                           ids_q, ids_r, offs, reserve, index, fixed)
         ids = torch.tensor(ids_pre + ids_q + ids_post + ids_r + tail, dtype=torch.long)
         n_prompt = len(ids) - len(ids_r) - len(tail)
         per_token, images = B.split_processor_output(enc, len(ids))

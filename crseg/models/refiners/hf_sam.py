@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
 
+from crseg.utils.check_settings import check_float, check_int
 from .base import RefinerOutput, RefinerPrompts
 from .cached_encoder import CachedEncoderRefiner
 from .embedding_cache import EmbeddingCache
@@ -113,8 +114,10 @@ class HFSamRefiner(CachedEncoderRefiner):
         if (pretrained is None) == (config is None):
             raise ValueError(f'{name}: give exactly one of pretrained= (a checkpoint folder) '
                              'and config= (a config dict, random weights)')
-        if encoder_batch_size < 1:
-            raise ValueError(f'encoder_batch_size must be >= 1, got {encoder_batch_size}')
+        # numbers first: named before any weights are loaded
+        cache_size = check_int(name, 'cache_size', cache_size, 0)
+        encoder_batch_size = check_int(name, 'encoder_batch_size', encoder_batch_size, 1)
+        mask_pad_value = check_float(name, 'mask_pad_value', mask_pad_value, optional=True)
         if pretrained is not None:
             self._check_model_type(checkpoint_model_type(pretrained), f'pretrained={pretrained!r}')
             # fp32 like SAMRefiner (transformers 5 would keep a half-precision checkpoint's dtype)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_int
 from .base import BaseRefiner, RefinerOutput, RefinerPrompts
 from .inputs import check_images, check_keys, split_masks, split_per_image
 
@@ -26,9 +27,7 @@ class IdentityRefiner(BaseRefiner):
 
     def __init__(self, mask_size: int = 256, init_cfg=None) -> None:
         super().__init__(init_cfg)
-        if mask_size < 1:
-            raise ValueError(f'mask_size must be >= 1, got {mask_size}')
-        self.mask_size = mask_size
+        self.mask_size = check_int(type(self).__name__, 'mask_size', mask_size, 1)
 
     def refine(self, images, prompts: RefinerPrompts) -> RefinerOutput:
         """Resize ``mask_logits`` (``[B, 1, h, w]`` or list of ``[1, h, w]``).

@@ -30,6 +30,7 @@ from torch import Tensor
 from torchvision.transforms.functional import resize, to_pil_image
 
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_float, check_int
 from .base import RefinerOutput, RefinerPrompts
 from .cached_encoder import CachedEncoderRefiner
 from .embedding_cache import EmbeddingCache
@@ -95,6 +96,10 @@ class SAMRefiner(CachedEncoderRefiner):
         if mask_frame not in MASK_FRAMES:
             raise ValueError(f'mask_frame must be one of {MASK_FRAMES}, got '
                              f'{mask_frame!r}')
+        name = type(self).__name__  # numbers first: named before any weights are loaded
+        cache_size = check_int(name, 'cache_size', cache_size, 0)
+        encoder_batch_size = check_int(name, 'encoder_batch_size', encoder_batch_size, 1)
+        mask_pad_value = check_float(name, 'mask_pad_value', mask_pad_value, optional=True)
         state = None
         if arch is None:
             arch = 'vit_b' if checkpoint is None else AUTO
@@ -130,9 +135,6 @@ class SAMRefiner(CachedEncoderRefiner):
         self.multimask_output = multimask_output
         self.mask_frame = mask_frame
         self.mask_pad_value = mask_pad_value
-        if encoder_batch_size < 1:
-            raise ValueError(f'encoder_batch_size must be >= 1, got '
-                             f'{encoder_batch_size}')
         self.encoder_batch_size = encoder_batch_size
         self.img_size = self.sam.image_encoder.img_size
         self.transform = ResizeLongestSide(self.img_size)

@@ -21,6 +21,7 @@ from torch import nn
 
 from crseg.models.eap.head_selection import check_capturable
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_float
 from .builder import build_part
 from .crseg import CRSeg
 
@@ -53,6 +54,7 @@ class AttentionOnlySegmentor(CRSeg):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
+        lm_weight = check_float(type(self).__name__, 'lm_weight', lm_weight, 0)
         if isinstance(mllm, dict):  # before loading any weights
             check_capturable(mllm, type(self).__name__)
         refiner = build_part(refiner)

@@ -37,6 +37,7 @@ from torch import Tensor
 from crseg.models.losses import mask_losses
 from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_int
 from .base import EMPTY_LOGIT, BaseReasonSegmentor
 from .box_point_parser import build_box_point_target, parse_box_point_answer
 from .loss_weights import merge_loss_weights
@@ -68,6 +69,9 @@ class BoxPointPromptSegmentor(BaseReasonSegmentor):
     def __init__(self, mllm, refiner, instruction: str = BOX_POINT_INSTRUCTION,
                  use_glcot_think: bool = True, loss_weights: Optional[dict] = None,
                  max_new_tokens: Optional[int] = None, **kwargs):
+        name = type(self).__name__  # numbers first: a bad one is named before any loading
+        max_new_tokens = check_int(name, 'max_new_tokens', max_new_tokens, 1, optional=True)
+        weights = merge_loss_weights(name, dict(lm=1.0, mask=1.0), loss_weights)
         super().__init__(mllm, refiner, **kwargs)
         missing = {'boxes', 'points'} - set(getattr(self.refiner, 'accepts', ()))
         if missing:
@@ -76,8 +80,7 @@ class BoxPointPromptSegmentor(BaseReasonSegmentor):
                              f'{sorted(missing)}')
         self.instruction = instruction
         self.use_glcot_think = use_glcot_think
-        self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
-                                               loss_weights)
+        self.loss_weights = weights
         self.max_new_tokens = max_new_tokens
 
     # ------------------------------------------------------------------ helpers

@@ -59,6 +59,7 @@ from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
 from .base import BaseReasonSegmentor
 from .builder import build_part
+from crseg.utils.check_settings import check_float
 from .loss_weights import merge_loss_weights
 
 #: CRSeg's prompt names -> the refiner contract's prompt kinds.
@@ -123,6 +124,11 @@ class CRSeg(BaseReasonSegmentor):
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
+        name = type(self).__name__  # numbers first: a bad one is named before any loading
+        weights = merge_loss_weights(name, dict(lm=1.0, coarse=1.0, mask=1.0), loss_weights)
+        agreement_threshold = check_float(name, 'agreement_threshold', agreement_threshold)
+        agreement_top_frac = check_float(name, 'agreement_top_frac', agreement_top_frac, 0, 1,
+                                         low_open=True)
         super().__init__(mllm, refiner, data_preprocessor=data_preprocessor,
                          train_cfg=train_cfg, test_cfg=test_cfg, init_cfg=init_cfg)
         self.glcot = build_part(glcot)
@@ -133,15 +139,11 @@ class CRSeg(BaseReasonSegmentor):
         self.coarse_head = build_part(coarse_head)
         self.point_sampler = build_part(point_sampler)
         self.refiner_prompts = self._check_prompts(refiner_prompts)
-        self.loss_weights = merge_loss_weights(
-            type(self).__name__, dict(lm=1.0, coarse=1.0, mask=1.0), loss_weights)
+        self.loss_weights = weights
         self.empty_answers = {a.lower() for a in empty_answers}
         self.map_source = check_map_source(map_source, type(self).__name__)
-        if not 0 < agreement_top_frac <= 1:
-            raise ValueError(f'{type(self).__name__}: agreement_top_frac={agreement_top_frac}, '
-                             'expected 0 < agreement_top_frac <= 1')
-        self.agreement_threshold = float(agreement_threshold)
-        self.agreement_top_frac = float(agreement_top_frac)
+        self.agreement_threshold = agreement_threshold
+        self.agreement_top_frac = agreement_top_frac
         self.forced_parts = ()
         if forced_parts:
             try:

@@ -54,6 +54,7 @@ from torch import Tensor
 
 from crseg.models.refiners import RefinerPrompts
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_int
 from . import lisa_protocol as lisa
 from .base import BaseReasonSegmentor
 from .builder import build_part
@@ -95,6 +96,9 @@ class SegTokenSegmentor(BaseReasonSegmentor):
         if protocol not in PROTOCOLS:
             raise ValueError(f'SegTokenSegmentor: protocol={protocol!r}, expected one of '
                              f'{PROTOCOLS}')
+        name = type(self).__name__  # numbers first: a bad one is named before any loading
+        max_new_tokens = check_int(name, 'max_new_tokens', max_new_tokens, 1, optional=True)
+        weights = merge_loss_weights(name, dict(lm=1.0, mask=1.0), loss_weights)
         super().__init__(mllm, refiner, **kwargs)
         self.protocol = protocol
         self._rng: Optional[random.Random] = None  # LISA training draws (see module doc)
@@ -118,8 +122,7 @@ class SegTokenSegmentor(BaseReasonSegmentor):
         if got != widths:
             raise ValueError(f'SegTokenSegmentor: seg_head widths {got} do not fit the MLLM '
                              f'and refiner, which need {widths}')
-        self.loss_weights = merge_loss_weights(type(self).__name__, dict(lm=1.0, mask=1.0),
-                                               loss_weights)
+        self.loss_weights = weights
         self.max_new_tokens = max_new_tokens
 
     def _add_seg_token(self, token: str) -> int:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from crseg.models.losses import mask_losses
 from crseg.registry import MODELS
+from crseg.utils.check_settings import check_float, check_int
 
 
 @MODELS.register_module()
@@ -30,12 +31,14 @@ class SegTokenHead(BaseModule):
                  loss_bce_weight: float = 1.0, loss_dice_weight: float = 1.0,
                  ignore_index: int = 255, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
-        if min(in_channels, out_channels, channels or in_channels) < 1:
-            raise ValueError(f'SegTokenHead: in_channels={in_channels}, out_channels='
-                             f'{out_channels}, channels={channels} must be >= 1')
+        name = type(self).__name__
+        in_channels = check_int(name, 'in_channels', in_channels, 1)
+        out_channels = check_int(name, 'out_channels', out_channels, 1)
+        channels = check_int(name, 'channels', channels, 1, optional=True)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.loss_bce_weight, self.loss_dice_weight = loss_bce_weight, loss_dice_weight
-        self.ignore_index = ignore_index
+        self.loss_bce_weight = check_float(name, 'loss_bce_weight', loss_bce_weight, 0)
+        self.loss_dice_weight = check_float(name, 'loss_dice_weight', loss_dice_weight, 0)
+        self.ignore_index = check_int(name, 'ignore_index', ignore_index)
         hidden = channels or in_channels
         self.projector = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU(inplace=True),
                                        nn.Linear(hidden, out_channels))

@@ -1,4 +1,5 @@
 """CRSegCheckpointHook: trained weights only, quiet strict resume, atomic saves."""
+import errno
 import logging
 import os
 
@@ -56,7 +57,7 @@ def _runner(work_dir, max_iters, resume=False, load_from=None, model=None, **hoo
         default_hooks=dict(checkpoint=dict(type=CRSegCheckpointHook, interval=2, by_epoch=False,
                                            **hook)),
         resume=resume, load_from=load_from, default_scope='crseg',
-        experiment_name=f'{work_dir.name}_{max_iters}_{resume}_{load_from is not None}')
+        experiment_name=work_dir.name)  # one experiment per work dir
 
 
 def test_checkpoint_holds_trained_weights_and_resumes_quietly(tmp_path, caplog, capfd):
@@ -119,3 +120,101 @@ def test_killed_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert runner.iter == 4 and not (tmp_path / 'iter_4.pth.tmp').exists()
     assert sorted(os.listdir(tmp_path)).count('iter_4.pth') == 1
     assert not (tmp_path / 'iter_2.pth').exists()  # retired after iter_4 was complete
+
+
+def test_misspelled_setting_is_refused_before_training(tmp_path):
+    """mmengine passes unknown keys on to runner.save_checkpoint: the run died at its first
+    save. Now the hook refuses them when it is built, naming the key and the accepted ones."""
+    with pytest.raises(TypeError, match=r"unknown setting 'max_keep_ckpt' \(did you mean "
+                       r"'max_keep_ckpts'\?\); the accepted keys are: .*interval.*"
+                       r"max_keep_ckpts.*strict_load"):
+        _runner(tmp_path, 4, max_keep_ckpt=1)
+    assert not list(tmp_path.glob('iter_*'))
+    assert CRSegCheckpointHook(interval=2, max_keep_ckpts=1, strict_load=False).strict_load is False
+
+
+def test_misspelled_setting_is_refused_before_the_model_is_built():
+    """tools/train.py checks default_hooks.checkpoint before building anything."""
+    from pathlib import Path
+
+    from mmengine.config import Config
+
+    from crseg.engine.hooks import check_checkpoint_hook_cfg
+    root = Path(__file__).resolve().parents[3]
+    cfg = Config.fromfile(root / 'configs/smoke/encdec_unet_smoke_randomshapes.py')
+    check_checkpoint_hook_cfg(cfg)
+    cfg.merge_from_dict({'default_hooks.checkpoint.intervall': 2})
+    with pytest.raises(TypeError, match=r"CRSegCheckpointHook \(default_hooks\.checkpoint\): "
+                       r"unknown setting 'intervall' \(did you mean 'interval'\?\)"):
+        check_checkpoint_hook_cfg(cfg)
+    plain = Config(dict(default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                                           strict_load=False))))
+    with pytest.raises(TypeError, match=r"CheckpointHook .*unknown setting 'strict_load'"):
+        check_checkpoint_hook_cfg(plain)
+
+
+def _disk_full(path):
+    with open(path, 'wb') as f:
+        f.write(b'PK\x03\x04 half a checkpoint')
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+@pytest.mark.parametrize('where', ['checkpoint', 'last_checkpoint'])
+def test_disk_full_save_leaves_no_temporary_file(tmp_path, monkeypatch, where):
+    """A save that fails with ENOSPC removes its unfinished file at once; the previous
+    checkpoint and last_checkpoint stay valid, the error says so, and --resume works."""
+    import builtins
+
+    import mmengine.runner.runner as runner_module
+
+    import crseg.engine.hooks.checkpoint_hook as hook_module
+    real_save, real_open = runner_module.save_checkpoint, builtins.open
+
+    def full_save(checkpoint, filename, **kwargs):
+        if 'iter_4' in filename:
+            _disk_full(filename)
+        return real_save(checkpoint, filename, **kwargs)
+
+    def full_open(path, mode='r', *args, **kwargs):
+        if str(path).endswith('last_checkpoint.tmp') and (tmp_path / 'iter_4.pth').exists():
+            _disk_full(path)
+        return real_open(path, mode, *args, **kwargs)
+
+    if where == 'checkpoint':
+        monkeypatch.setattr(runner_module, 'save_checkpoint', full_save)
+    else:
+        monkeypatch.setattr(hook_module, 'open', full_open, raising=False)
+    with pytest.raises(OSError, match=r'saving (iter_4\.pth|last_checkpoint) in .* failed: No '
+                       r'space left on device \(disk full: free space, then --resume\); its '
+                       r'unfinished file was removed, last_checkpoint still names .*iter_2\.pth'):
+        _runner(tmp_path, 4, max_keep_ckpts=1).train()
+    assert not list(tmp_path.glob('*.tmp'))
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_2.pth')
+    ckpt = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=True)
+    assert ckpt['meta']['iter'] == 2
+    monkeypatch.undo()
+    runner = _runner(tmp_path, 6, resume=True, max_keep_ckpts=1)
+    runner.train()
+    assert runner.iter == 6 and (tmp_path / 'iter_6.pth').is_file()
+
+
+def test_retiring_keeps_the_checkpoints_of_another_experiment(tmp_path):
+    """Continuing experiment a's checkpoint as experiment b (named on purpose with --resume
+    CKPT): max_keep_ckpts retires b's own checkpoints only; a's all stay."""
+    work = tmp_path / 'a'
+    _runner(work, 4, max_keep_ckpts=2).train()  # experiment 'a': iter_2, iter_4
+    runner = Runner(
+        model=TinyPretrained(), work_dir=str(work),
+        train_dataloader=dict(dataset=_data(), batch_size=2,
+                              sampler=dict(type='DefaultSampler', shuffle=False),
+                              collate_fn=dict(type='pseudo_collate')),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        train_cfg=dict(by_epoch=False, max_iters=8),
+        default_hooks=dict(checkpoint=dict(type=CRSegCheckpointHook, interval=2,
+                                           by_epoch=False, max_keep_ckpts=1)),
+        resume=True, load_from=str(work / 'iter_4.pth'), default_scope='crseg',
+        experiment_name='b')
+    runner.train()
+    names = sorted(p.name for p in work.glob('iter_*.pth'))
+    assert names == ['iter_2.pth', 'iter_4.pth', 'iter_8.pth']  # b's iter_6 retired
+    assert (work / 'last_checkpoint').read_text() == str(work / 'iter_8.pth')
