@@ -42,9 +42,10 @@ from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.hooks import Hook  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-from crseg.utils import register_all_modules  # noqa: E402
-from crseg.utils.benchmark_table import (PROTOCOL_EVALUATORS, error_row, make_row,  # noqa: E402
-                                         missing_test_fields, peak_memory_mib, write_table)
+from crseg.analysis.benchmark_table import (PROTOCOL_EVALUATORS, error_row,  # noqa: E402
+                                            make_row, missing_test_fields, peak_memory_mib,
+                                            write_table)
+from crseg.setup_env import register_all_modules  # noqa: E402
 
 DATASET_DIR = osp.join(ROOT, 'configs', '_base_', 'datasets')
 

@@ -26,7 +26,7 @@ from mmengine.model import is_model_wrapper
 
 from crseg.engine.runner import CRSegTestRunner
 from crseg.engine.strategies import cpu_distributed_patch
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 from crseg.utils.cfg_options import CfgOptionsAction
 from crseg.utils.checkpoint_policy import (check_checkpoint_file, load_trained_checkpoint,
                                            require_no_random_parts)
@@ -94,6 +94,7 @@ def main():
     if dist.is_available() and dist.is_initialized():
         # left to interpreter shutdown, gloo's worker threads may still hold the last
         # collective's tensors and abort the process (SIGABRT) after a complete run
+        dist.barrier()  # no rank tears down while another still talks to it
         dist.destroy_process_group()
 
 

@@ -38,7 +38,7 @@ from crseg.engine.runner import CRSegRunner
 from crseg.engine.strategies import (STRATEGY_ALIASES, STRATEGY_NAMES, apply_strategy,
                                      canonical_strategy_name, check_world_size,
                                      cpu_distributed_patch, finalize_strategy, world_size_from_env)
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 from crseg.utils.cfg_options import CfgOptionsAction
 from crseg.utils.checkpoint_policy import check_checkpoint_file
 from crseg.utils.tool_utils import (check_optim_wrapper_device, fit_param_schedulers,
@@ -175,6 +175,7 @@ def main():
     if dist.is_available() and dist.is_initialized():
         # as in tools/test.py: gloo's worker threads left to interpreter shutdown may abort
         # (SIGABRT) a process whose run is complete
+        dist.barrier()  # no rank tears down while another still talks to it
         dist.destroy_process_group()
 
 

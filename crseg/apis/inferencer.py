@@ -28,7 +28,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
 
 from crseg.registry import MODELS
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 from crseg.utils.checkpoint_policy import (check_checkpoint_file, load_trained_checkpoint,
                                            require_no_random_parts)
 from crseg.utils.tool_utils import load_config

@@ -49,7 +49,7 @@ def test_config_is_the_qwen25_one_with_the_mllm_swapped(repo_root, path):
 
 
 def test_captured_layers_fit_qwen3vl_8b(repo_root):
-    from crseg.utils.memory_estimate import MLLM_PRESETS
+    from crseg.analysis.memory_estimate import MLLM_PRESETS
     _, text, _, _ = MLLM_PRESETS['qwen3-vl-8b']()
     cfg = Config.fromfile(str(repo_root / TRAIN))
     base = Config.fromfile(str(repo_root / BASES[TRAIN]))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from crseg.utils.benchmark_table import (make_row, missing_test_fields, outcome_counts,
-                                         to_markdown, write_table)
+from crseg.analysis.benchmark_table import (make_row, missing_test_fields, outcome_counts,
+                                            to_markdown, write_table)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -57,7 +57,7 @@ def setup(tmp_path_factory):
     sys.path.insert(0, str(tmp))
     from mmengine.config import Config
     from crseg.registry import MODELS
-    from crseg.utils import register_all_modules
+    from crseg.setup_env import register_all_modules
     register_all_modules(init_default_scope=False)
     import tiny_lora_lm  # noqa: F401
     model = MODELS.build(Config.fromfile(str(cfg)).model).eval()

@@ -103,7 +103,7 @@ def test_num_larger_than_the_dataset_uses_all(tmp_path, tiny_cfg, log):
 
 
 def test_eager_attention_fails_before_loading(tmp_path, tiny_cfg):
-    from crseg.models.eap.head_selection import CaptureUnavailableError
+    from crseg.models.eap import CaptureUnavailableError
     with pytest.raises(CaptureUnavailableError, match="attn_implementation='eager'.*SDPA"):
         _tool().main([str(tiny_cfg), '--num', '2', '--out', str(tmp_path / 'h.py'),
                       '--cfg-options', 'model.mllm.attn_implementation=eager'])
@@ -111,7 +111,7 @@ def test_eager_attention_fails_before_loading(tmp_path, tiny_cfg):
 
 
 def test_eager_config_of_the_training_free_segmentor_fails_at_build(tiny_cfg):
-    from crseg.models.eap.head_selection import CaptureUnavailableError
+    from crseg.models.eap import CaptureUnavailableError
     from crseg.registry import MODELS
     init_default_scope('crseg')
     m = Config.fromfile(str(tiny_cfg)).model
@@ -121,7 +121,7 @@ def test_eager_config_of_the_training_free_segmentor_fails_at_build(tiny_cfg):
 
 
 def test_selection_that_does_not_fit_the_model_names_file_and_model(tmp_path, tiny_cfg):
-    from crseg.models.eap.head_selection import write_snippet
+    from crseg.analysis.head_selection import write_snippet
     from crseg.registry import MODELS
     sel = write_snippet(str(tmp_path / 'big_model_heads.py'),
                         [dict(layer=20, head=1, weight=1.0), dict(layer=3, head=7, weight=1.0)],

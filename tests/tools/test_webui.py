@@ -34,7 +34,7 @@ def tiny_setup(tmp_path_factory, synth_root, tiny_llava_dir, tiny_sam_arch):
     from mmengine.registry import init_default_scope
 
     from crseg.registry import MODELS
-    from crseg.utils import register_all_modules
+    from crseg.setup_env import register_all_modules
     from crseg.utils.tool_utils import load_config
     tmp = tmp_path_factory.mktemp('webui')
     cfg_path = tmp / 'tiny_crseg.py'

@@ -1,5 +1,5 @@
 """Estimate per-GPU training memory (and throughput) of a model under DDP / ZeRO-2 / ZeRO-3 /
-FSDP. Assumptions and formulas: ``crseg/utils/memory_estimate.py``.
+FSDP. Assumptions and formulas: ``crseg/analysis/memory_estimate.py``.
 
     python tools/analysis_tools/estimate_memory.py --preset llava-1.5-7b+sam-vit-h \\
         --batch 1 8 --strategy ddp deepspeed_zero2 deepspeed_zero3 fsdp --gpus 8
@@ -21,10 +21,10 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from crseg.utils.memory_estimate import (DEPRECATED_STRATEGIES, GiB,  # noqa: E402
-                                         STRATEGIES, estimate, module_profile,
-                                         preset_profile, strategy_name,
-                                         train_flops_per_sample)
+from crseg.analysis.memory_estimate import (DEPRECATED_STRATEGIES, GiB,  # noqa: E402
+                                            STRATEGIES, estimate, module_profile,
+                                            preset_profile, strategy_name,
+                                            train_flops_per_sample)
 
 
 def parse_args(argv=None):
@@ -63,7 +63,7 @@ def build_profile(args):
                               args.image_tokens)
     from mmengine.config import Config
     from crseg.registry import MODELS
-    from crseg.utils import register_all_modules
+    from crseg.setup_env import register_all_modules
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file does not exist: {args.config}')
     cfg = Config.fromfile(args.config)

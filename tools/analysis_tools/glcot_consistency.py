@@ -29,7 +29,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from crseg.glcot import GLCoT
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 
 
 class Collect(Hook):

@@ -31,7 +31,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
 from crseg.registry import MODELS
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 
 DEFAULT_CONFIG = 'configs/crseg/crseg_tinyllava_tinysam_synthreason.py'
 

@@ -14,7 +14,7 @@ you evaluate on. ``--glcot-file`` attaches a GLCoT sidecar (``glcot_annotate.py`
 the calibration split, so its samples are teacher-forced on their targets; without one, samples
 with no annotated answer are answered by generation. ``--random K`` writes K random heads
 instead (a control; no sample is run).
-The criterion: crseg/models/eap/head_selection.py and the README.
+The criterion: crseg/analysis/head_selection.py and the README.
 """
 import argparse
 import json
@@ -31,10 +31,12 @@ from mmengine.runner import load_checkpoint
 sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)), '..'))
 from train import load_config  # noqa: E402
 
-from crseg.models.eap.head_selection import (check_capturable, log_scores,  # noqa: E402
-                                             random_selection, score_heads, write_snippet)
+from crseg.analysis.head_selection import (log_scores, random_selection,  # noqa: E402
+                                           score_heads, write_snippet)
+from crseg.models.eap.capture import check_capturable  # noqa: E402
 from crseg.registry import DATASETS, MODELS  # noqa: E402
-from crseg.utils import allow_mmengine_checkpoint_globals, register_all_modules  # noqa: E402
+from crseg.setup_env import register_all_modules  # noqa: E402
+from crseg.utils import allow_mmengine_checkpoint_globals  # noqa: E402
 
 
 def parse_args(argv=None):

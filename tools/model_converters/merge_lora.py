@@ -27,7 +27,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from crseg.registry import MODELS  # noqa: E402
-from crseg.utils import allow_mmengine_checkpoint_globals, register_all_modules  # noqa: E402
+from crseg.setup_env import register_all_modules  # noqa: E402
+from crseg.utils import allow_mmengine_checkpoint_globals  # noqa: E402
 from crseg.utils.lora import count_lora_layers, find_hf_model, merge_lora_  # noqa: E402
 
 

@@ -39,6 +39,24 @@ _ACTIVE: contextvars.ContextVar = contextvars.ContextVar('crseg_eap_capture', de
 EAP_ATTN_PREFIX = 'crseg_eap_'
 
 
+class CaptureUnavailableError(RuntimeError):
+    """The MLLM runs eager attention: the EAP capture (an SDPA wrapper) cannot record."""
+
+
+def check_capturable(mllm_cfg_or_adapter, where: str = 'select_heads') -> None:
+    """Fail early when the MLLM is (or will be) loaded with eager attention."""
+    impl = (mllm_cfg_or_adapter.get('attn_implementation', 'sdpa')
+            if isinstance(mllm_cfg_or_adapter, dict)
+            else getattr(mllm_cfg_or_adapter, 'attn_implementation', 'sdpa'))
+    if impl == 'eager':
+        raise CaptureUnavailableError(
+            f"{where}: the MLLM is loaded with attn_implementation='eager'; the EAP capture "
+            "records attention through crseg's wrapper around SDPA (transformers' "
+            "AttentionInterface), which eager attention bypasses. Set "
+            "model.mllm.attn_implementation='sdpa' (e.g. --cfg-options "
+            "model.mllm.attn_implementation=sdpa).")
+
+
 def register_eap_attention(base: str = 'sdpa') -> str:
     """Register the capturing wrapper around attention backend ``base``; return its name.
 
@@ -272,4 +290,4 @@ def active_capture() -> Optional[EAPCapture]:
 
 
 __all__ = ['EAPCapture', 'register_eap_attention', 'active_capture', 'EAP_ATTN_PREFIX',
-           'ROW_MODES']
+           'ROW_MODES', 'check_capturable', 'CaptureUnavailableError']

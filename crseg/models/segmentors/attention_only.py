@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 
 from torch import nn
 
-from crseg.models.eap.head_selection import check_capturable
+from crseg.models.eap.capture import check_capturable
 from crseg.registry import MODELS
 from crseg.utils.check_settings import check_float
 from .builder import build_part

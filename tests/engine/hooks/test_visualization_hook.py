@@ -9,7 +9,7 @@ from PIL import Image
 
 from crseg.datasets.image_io import read_rgb
 from crseg.registry import HOOKS
-from crseg.utils import register_all_modules
+from crseg.setup_env import register_all_modules
 
 
 class _Visualizer:

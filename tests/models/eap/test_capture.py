@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from crseg.models.eap import EAPCapture
+from crseg.models.eap import CaptureUnavailableError, EAPCapture, check_capturable
 from crseg.models.mllms import LlavaAdapter, Qwen2VLAdapter
 from crseg.testing.eager import eager_attentions, eager_rows
 
@@ -108,3 +108,9 @@ def test_capture_config_errors():
     with pytest.raises(RuntimeError, match='start'):
         with cap:
             pass
+
+
+def test_check_capturable_names_eager():
+    check_capturable(dict(attn_implementation='sdpa'))
+    with pytest.raises(CaptureUnavailableError, match="eager.*SDPA.*attn_implementation='sdpa'"):
+        check_capturable(dict(type='LlavaAdapter', attn_implementation='eager'))

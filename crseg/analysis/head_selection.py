@@ -22,6 +22,9 @@ lowest mean entropy (without), and the best ``top_k`` kept. Weights: the ranking
 
 Only what the capture records is kept: per sample ``[L*H, h, w]`` (the answer rows' mean,
 rows x image keys per head while recording), never a full attention matrix.
+
+Analysis code (``tools/analysis_tools/select_heads.py``); what the runtime needs of it, the
+eager-attention check :func:`~crseg.models.eap.capture.check_capturable`, lives in the capture.
 """
 import math
 import os.path as osp
@@ -32,27 +35,9 @@ import torch.nn.functional as F
 from mmengine.logging import print_log
 from torch import Tensor
 
-from .capture import EAPCapture
-from .coarse_head import normalize_channels
-from .rows import select_answer_rows
-
-
-class CaptureUnavailableError(RuntimeError):
-    """The MLLM runs eager attention: the EAP capture (an SDPA wrapper) cannot record."""
-
-
-def check_capturable(mllm_cfg_or_adapter, where: str = 'select_heads') -> None:
-    """Fail early when the MLLM is (or will be) loaded with eager attention."""
-    impl = (mllm_cfg_or_adapter.get('attn_implementation', 'sdpa')
-            if isinstance(mllm_cfg_or_adapter, dict)
-            else getattr(mllm_cfg_or_adapter, 'attn_implementation', 'sdpa'))
-    if impl == 'eager':
-        raise CaptureUnavailableError(
-            f"{where}: the MLLM is loaded with attn_implementation='eager'; the EAP capture "
-            "records attention through crseg's wrapper around SDPA (transformers' "
-            "AttentionInterface), which eager attention bypasses. Set "
-            "model.mllm.attn_implementation='sdpa' (e.g. --cfg-options "
-            "model.mllm.attn_implementation=sdpa).")
+from crseg.models.eap.capture import EAPCapture, check_capturable
+from crseg.models.eap.coarse_head import normalize_channels
+from crseg.models.eap.rows import select_answer_rows
 
 
 # ---------------------------------------------------------------------------- per-sample maps
@@ -286,5 +271,4 @@ def log_scores(scorer: HeadScorer, selected: Sequence[dict]) -> None:
 
 
 __all__ = ['HeadScorer', 'score_heads', 'sample_head_maps', 'head_iou', 'selection_to_cfg',
-           'write_snippet',
-           'random_selection', 'check_capturable', 'CaptureUnavailableError', 'log_scores']
+           'write_snippet', 'random_selection', 'log_scores']

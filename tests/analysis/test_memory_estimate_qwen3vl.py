@@ -2,7 +2,7 @@
 published size and with the architecture's own formulas (computed here by hand)."""
 import pytest
 
-from crseg.utils import memory_estimate as M
+from crseg.analysis import memory_estimate as M
 
 
 def test_qwen3_vl_8b_preset_counts():

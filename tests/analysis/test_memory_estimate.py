@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crseg.utils import memory_estimate as M
+from crseg.analysis import memory_estimate as M
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / 'configs/smoke/encdec_unet_smoke_randomshapes.py'
@@ -44,7 +44,7 @@ def test_strategy_names_are_train_py_names(capsys, monkeypatch):
     """One set of names: tools/train.py --strategy's; the old zero2 / zero3 still work, with a
     deprecation warning, and give the same numbers and row names as the new ones."""
     from crseg.engine.strategies import STRATEGY_NAMES
-    from crseg.utils import memory_estimate
+    from crseg.analysis import memory_estimate
     assert set(M.STRATEGIES) == set(STRATEGY_NAMES)
     logged = []
     monkeypatch.setattr(memory_estimate, 'print_log', lambda msg, **kw: logged.append(msg))

@@ -5,11 +5,10 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from crseg.analysis.head_selection import (HeadScorer, head_iou, random_selection,
+                                           selection_to_cfg, write_snippet)
 from crseg.models.eap import AttentionAggregator, EAPCapture
 from crseg.models.eap.coarse_head import standardize
-from crseg.models.eap.head_selection import (CaptureUnavailableError, HeadScorer,
-                                             check_capturable, head_iou, random_selection,
-                                             selection_to_cfg, write_snippet)
 
 
 def _block(h, w, cells, value=1.0, base=0.0):
@@ -158,12 +157,6 @@ def test_random_selection_is_seeded_and_distinct():
     assert random_selection(3, 4, 5, seed=2) != a
     with pytest.raises(ValueError, match=r'k=13 not in \[1, 12\]'):
         random_selection(3, 4, 13, seed=0)
-
-
-def test_check_capturable_names_eager():
-    check_capturable(dict(attn_implementation='sdpa'))
-    with pytest.raises(CaptureUnavailableError, match="eager.*SDPA.*attn_implementation='sdpa'"):
-        check_capturable(dict(type='LlavaAdapter', attn_implementation='eager'))
 
 
 def test_entropy_is_normalized_by_the_cell_count():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from crseg.utils import memory_estimate as M
+from crseg.analysis import memory_estimate as M
 
 ROOT = Path(__file__).resolve().parents[2]
 

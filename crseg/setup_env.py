@@ -1,4 +1,8 @@
-"""Scope set-up: import crseg's modules and make ``crseg`` the default scope."""
+"""Scope set-up: import crseg's modules and make ``crseg`` the default scope.
+
+It imports every runtime package, so it sits above them (not in ``crseg.utils``, which
+imports nothing of crseg outside itself).
+"""
 import datetime
 import warnings
 
@@ -19,7 +23,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import crseg.glcot  # noqa: F401
     import crseg.models  # noqa: F401
     import crseg.visualization  # noqa: F401
-    from .checkpoint_compat import allow_mmengine_checkpoint_globals
+    from crseg.utils.checkpoint_compat import allow_mmengine_checkpoint_globals
     allow_mmengine_checkpoint_globals()
 
     if not init_default_scope:
