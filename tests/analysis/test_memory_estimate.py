@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from crseg.analysis import memory_estimate as M
+from crseg.testing.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / 'configs/smoke/encdec_unet_smoke_randomshapes.py'
@@ -23,12 +24,7 @@ def _tiny_llava():
 
 
 def _tool():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'estimate_memory', ROOT / 'tools/analysis_tools/estimate_memory.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('tools/analysis_tools/estimate_memory.py', 'estimate_memory')
 
 
 def test_cli_table(capsys):

@@ -38,11 +38,8 @@ def test_split_matches_what_the_refiner_trains(family, cls):
 
 
 def test_cli_preset_with_a_transformers_refiner():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'estimate_memory', ROOT / 'tools/analysis_tools/estimate_memory.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from crseg.testing.tools import load_tool
+    tool = load_tool('tools/analysis_tools/estimate_memory.py', 'estimate_memory')
     text = tool.main(['--preset', 'llava-1.5-7b+sam2.1-l', '--batch', '1', '--strategy',
                       'deepspeed_zero2', '--gpus', '8'])
     assert '| sam2.1-l.mask_decoder | 4,215,109 | 4,215,109 |' in text

@@ -7,7 +7,6 @@ picture (its ``main``, in-process, with a stand-in model), the web demo's upload
 (``load_image``, and the stored PNG read back by the inferencer's pipeline). All must give one
 array, upright as a viewer shows it (EXIF orientation applied), and no crash.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from crseg.apis.inferencer import ReasonSegInferencer, inference_pipeline
 from crseg.apis.webui import Limits, RequestError, load_image
 from crseg.datasets.image_io import read_rgb
 from crseg.datasets.reasonseg import ReasonSegDataset, image_size
+from crseg.testing.tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 H, W = 16, 24  # multiples of 8: JPEG blocks do not blur the colour edges
@@ -129,10 +129,7 @@ def through_pipeline(pipeline, path) -> np.ndarray:
 
 
 def load_demo():
-    spec = importlib.util.spec_from_file_location('demo_tool_image', ROOT / 'tools/demo.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/demo.py', 'demo_tool_image')
 
 
 def demo_picture(pipeline, path, out, monkeypatch) -> np.ndarray:

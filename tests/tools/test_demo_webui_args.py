@@ -1,21 +1,14 @@
 """tools/demo.py and tools/webui.py: --device defaults to cuda when available (issue 27 item 4).
 
 In-process: the tools' ``parse_args`` are called directly (no subprocess, no model)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from crseg.testing.tools import load_tool
 
 
-def load_tool(name):
-    path = ROOT / 'tools' / f'{name}.py'
-    spec = importlib.util.spec_from_file_location(f'{name}_tool_args', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_cli(name):
+    return load_tool(f'tools/{name}.py', f'{name}_tool_args')
 
 
 ARGV = {'demo': ['img.jpg', 'the cat', '--config', 'cfg.py'], 'webui': ['cfg.py']}
@@ -23,7 +16,7 @@ ARGV = {'demo': ['img.jpg', 'the cat', '--config', 'cfg.py'], 'webui': ['cfg.py'
 
 @pytest.mark.parametrize('tool', ['demo', 'webui'])
 def test_device_defaults_to_cuda_when_available(tool, monkeypatch):
-    parse = load_tool(tool).parse_args
+    parse = load_cli(tool).parse_args
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     assert parse(ARGV[tool]).device == 'cpu'
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)

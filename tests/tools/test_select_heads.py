@@ -1,5 +1,4 @@
 """tools/analysis_tools/select_heads.py on the tiny world: snippet, bad input, generation mode."""
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -10,16 +9,14 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 
+from crseg.testing.tools import load_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ROOT / 'configs/crseg/crseg_tinyllava_identity_zeroshot_synthreason.py'
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'select_heads', ROOT / 'tools/analysis_tools/select_heads.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool('tools/analysis_tools/select_heads.py', 'select_heads')
 
 
 class _Records(logging.Handler):

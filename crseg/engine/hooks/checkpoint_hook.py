@@ -236,7 +236,6 @@ class CRSegCheckpointHook(CheckpointHook):
         if isinstance(self.file_backend, LocalBackend) and is_main_process():
             for step in retired:
                 self._retire(runner, osp.join(self.out_dir, self.filename_tmpl.format(step)))
-        if isinstance(self.file_backend, LocalBackend) and is_main_process():
             for stale in glob.glob(osp.join(glob.escape(self.out_dir), '*' + TMP_SUFFIX)):
                 print_log(f'removing {stale}, left by a save that did not finish',
                           logger='current', level=logging.WARNING)
