@@ -18,6 +18,7 @@ decoder).
 the three can never disagree.
 """
 import os.path as osp
+import pickle
 from functools import partial
 from typing import Mapping, Optional, Union
 
@@ -162,7 +163,11 @@ def read_sam_state(path: str) -> Mapping:
     """The state dict of a SAM ``.pth`` (``{'state_dict': ...}`` unwrapped), checked."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'SAM checkpoint {path!r} does not exist')
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise ValueError(f'SAM checkpoint {path!r} is not a readable torch file '
+                         f'({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
     if isinstance(state, Mapping) and isinstance(
             state.get('state_dict'), Mapping):
         state = state['state_dict']

@@ -59,6 +59,10 @@ def test_checkpoint_wrapped_and_garbage(tmp_path):
     torch.save([1, 2, 3], garbage)
     with pytest.raises(ValueError, match='garbage.pth.*not a state dict'):
         load_sam_checkpoint(dst, str(garbage), 'tiny')
+    text = tmp_path / 'text.pth'  # not a torch file at all: named, not torch's unpickling text
+    text.write_text('garbage')
+    with pytest.raises(ValueError, match=r"text\.pth' is not a readable torch file"):
+        load_sam_checkpoint(dst, str(text), 'tiny')
     partial = tmp_path / 'partial.pth'
     state = src.state_dict()
     state.pop('mask_decoder.iou_token.weight')
